@@ -1,0 +1,176 @@
+"""Ringleader's own telemetry: Prometheus metrics and the reasons behind every drop.
+
+One :class:`Telemetry` object owns a private Prometheus registry, so several data
+planes (or tests) can live in one process without clashing. Components receive it
+at construction and record through its small methods; nothing here is global.
+
+Metric names follow the upstream ``loadbalancing`` exporter where upstream has one
+(``otelcol_loadbalancer_*``), so existing dashboards and alerts keep working.
+Ringleader's additions are prefixed ``ringleader_``:
+
+- ``ringleader_items_received_total{signal,transport}``: spans, log records or
+  data points accepted from clients.
+- ``ringleader_items_refused_total{signal,reason}``: items the client was told
+  were not accepted (it may retry): ``queue_full``, ``no_backends``,
+  ``malformed``, ``too_large``, ``invalid_trace_id``, ``signal_disabled``,
+  ``shutting_down``, ``export_failed``.
+- ``ringleader_items_exported_total{endpoint,signal}`` and
+  ``ringleader_items_failed_total{endpoint,signal,reason}``: final outcome per
+  backend. A *failed* item is data lost after it was accepted; each one is also
+  logged with its reason.
+- ``ringleader_items_rerouted_total{signal}``: queued items moved to a new owner
+  because their backend left the ring.
+- ``ringleader_items_missing_key_total{signal,key}``: items routed by a fallback
+  rule because their routing key was absent (documented in docs/routing.md).
+- ``ringleader_queue_size{endpoint}`` / ``ringleader_queue_items{endpoint}``:
+  batches and items waiting per backend.
+- ``ringleader_ring_share{endpoint}``: share of the hash space owned (0..1).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger("ringleader.telemetry")
+
+# Upstream records backend latency in milliseconds.
+_LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+
+
+class Telemetry:
+    """Every metric the data plane exports, on one private registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # --- upstream-compatible names -------------------------------------------------
+        self.num_resolutions = Counter(
+            "otelcol_loadbalancer_num_resolutions",
+            "Number of times the resolver has triggered new resolutions.",
+            ["resolver", "success"],
+            registry=r,
+        )
+        self.num_backends = Gauge(
+            "otelcol_loadbalancer_num_backends",
+            "Current number of backends in use.",
+            ["resolver"],
+            registry=r,
+        )
+        self.num_backend_updates = Counter(
+            "otelcol_loadbalancer_num_backend_updates",
+            "Number of times the list of backends was updated.",
+            ["resolver"],
+            registry=r,
+        )
+        self.backend_latency = Histogram(
+            "otelcol_loadbalancer_backend_latency",
+            "Response latency in ms for the backends.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS_MS,
+            registry=r,
+        )
+        self.backend_outcome = Counter(
+            "otelcol_loadbalancer_backend_outcome",
+            "Number of successes and failures for each endpoint.",
+            ["endpoint", "success"],
+            registry=r,
+        )
+        # --- Ringleader's own -------------------------------------------------------------
+        self.items_received = Counter(
+            "ringleader_items_received",
+            "Items (spans, log records, data points) accepted from clients.",
+            ["signal", "transport"],
+            registry=r,
+        )
+        self.items_refused = Counter(
+            "ringleader_items_refused",
+            "Items refused to the client, by reason.",
+            ["signal", "reason"],
+            registry=r,
+        )
+        self.requests_refused = Counter(
+            "ringleader_requests_refused",
+            "Requests refused to the client, by reason.",
+            ["signal", "reason"],
+            registry=r,
+        )
+        self.items_exported = Counter(
+            "ringleader_items_exported",
+            "Items delivered to a backend.",
+            ["endpoint", "signal"],
+            registry=r,
+        )
+        self.items_failed = Counter(
+            "ringleader_items_failed",
+            "Items lost after acceptance, by endpoint and reason.",
+            ["endpoint", "signal", "reason"],
+            registry=r,
+        )
+        self.items_rerouted = Counter(
+            "ringleader_items_rerouted",
+            "Queued items re-routed because their backend left the ring.",
+            ["signal"],
+            registry=r,
+        )
+        self.items_missing_key = Counter(
+            "ringleader_items_missing_key",
+            "Items routed by the fallback rule because the routing key was absent or invalid.",
+            ["signal", "key"],
+            registry=r,
+        )
+        self.queue_size = Gauge(
+            "ringleader_queue_size",
+            "Batches waiting in the sending queue of each backend.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.queue_items = Gauge(
+            "ringleader_queue_items",
+            "Items waiting in the sending queue of each backend.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.ring_share = Gauge(
+            "ringleader_ring_share",
+            "Share of the hash space owned by each endpoint (0..1).",
+            ["endpoint"],
+            registry=r,
+        )
+        self.ring_version = Gauge(
+            "ringleader_ring_version",
+            "Number of ring versions built since start.",
+            registry=r,
+        )
+        self.resolver_healthy = Gauge(
+            "ringleader_resolver_healthy",
+            "1 when the last resolution or watch succeeded, else 0.",
+            ["resolver"],
+            registry=r,
+        )
+
+    # -- resolvers ------------------------------------------------------------------------
+    def record_resolution(self, resolver: str, success: bool) -> None:
+        self.num_resolutions.labels(resolver=resolver, success=str(success).lower()).inc()
+        self.resolver_healthy.labels(resolver=resolver).set(1 if success else 0)
+
+    def record_backends(self, resolver: str, count: int, changed: bool) -> None:
+        self.num_backends.labels(resolver=resolver).set(count)
+        if changed:
+            self.num_backend_updates.labels(resolver=resolver).inc()
+
+    # -- data path ------------------------------------------------------------------------
+    def record_refused(self, signal: str, reason: str, items: int, detail: str = "") -> None:
+        """Count a refusal. Refusals are the client's to retry, so they log at debug."""
+        self.items_refused.labels(signal=signal, reason=reason).inc(items)
+        self.requests_refused.labels(signal=signal, reason=reason).inc()
+        log.debug("refused %d %s item(s): %s %s", items, signal, reason, detail)
+
+    def record_failed(self, endpoint: str, signal: str, reason: str, items: int, detail: str = "") -> None:
+        """Count and log data lost after it was accepted: this is never silent."""
+        self.items_failed.labels(endpoint=endpoint, signal=signal, reason=reason).inc(items)
+        log.warning("dropped %d %s item(s) for %s: %s %s", items, signal, endpoint, reason, detail)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
