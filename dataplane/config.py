@@ -801,6 +801,7 @@ def _parse_otlp(block: _Map) -> OTLPExporterConfig:
     wait = block.get("wait_for_ready")
     read_buf = block.get("read_buffer_size")
     write_buf = block.get("write_buffer_size")
+    user_agent = block.get("user_agent")
     block.done(_UNSUPPORTED_OTLP)
     return OTLPExporterConfig(
         timeout=timeout.duration() if timeout else defaults.timeout,
@@ -815,6 +816,7 @@ def _parse_otlp(block: _Map) -> OTLPExporterConfig:
         wait_for_ready=wait.boolean() if wait else False,
         read_buffer_size=(read_buf.size() or None) if read_buf else defaults.read_buffer_size,
         write_buffer_size=(write_buf.size() or None) if write_buf else defaults.write_buffer_size,
+        user_agent=user_agent.string() if user_agent else "",
     )
 
 
@@ -986,7 +988,11 @@ def _parse_service(
         log.warning(
             "%s is ignored: Ringleader's telemetry is set by the top-level telemetry block", telemetry.path
         )
-    if (extensions := service.get("extensions")) is not None and extensions.items():
+    if (
+        (extensions := service.get("extensions")) is not None
+        and not extensions.is_null
+        and extensions.items()
+    ):
         extensions.fail("must be empty (Ringleader has no extensions)")
     pipelines_val = service.get("pipelines")
     service.done()
@@ -1000,7 +1006,8 @@ def _parse_service(
         pipeline = item.mapping()
         _pipeline_refs(pipeline, "receivers", receiver_id)
         _pipeline_refs(pipeline, "exporters", exporter_id)
-        if (processors := pipeline.get("processors")) is not None and (names := processors.items()):
+        processors = pipeline.get("processors")
+        if processors is not None and not processors.is_null and (names := processors.items()):
             names[0].fail(
                 f"processor {names[0].raw!r} is not defined (Ringleader has no processors; remove it)"
             )

@@ -103,6 +103,7 @@ class OTLPExporterConfig:
     wait_for_ready: bool = False
     read_buffer_size: int | None = None
     write_buffer_size: int | None = None
+    user_agent: str = ""  # upstream configgrpc ``user_agent``; "" = gRPC's default
 
 
 @dataclass(frozen=True)

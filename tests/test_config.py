@@ -239,6 +239,7 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
                 wait_for_ready: true
                 read_buffer_size: 64KiB
                 write_buffer_size: 1048576
+                user_agent: ringleader-test/1.0
         service:
           telemetry:
             logs: {{level: debug}}
@@ -318,6 +319,7 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
                 wait_for_ready=True,
                 read_buffer_size=64 * 1024,
                 write_buffer_size=1048576,
+                user_agent="ringleader-test/1.0",
             ),
             ring_algorithm="upstream",
         ),
@@ -808,6 +810,9 @@ def test_invalid_config_is_rejected_at_the_exact_key_path(
 def test_empty_processors_extensions_and_connectors_are_accepted() -> None:
     cfg = parse_config(patched({"processors": None, "extensions": {}, "connectors": None}))
     assert cfg.signals == ("traces", "logs", "metrics")
+    pipeline = {"receivers": ["otlp"], "processors": None, "exporters": ["loadbalancing"]}
+    cfg = parse_config(patched({"service": {"extensions": None, "pipelines": {"logs": pipeline}}}))
+    assert cfg.signals == ("logs",)
 
 
 # ----------------------------------------------------------------- scalar formats
