@@ -1,0 +1,1 @@
+"""End-to-end test helpers: real processes (a Kubernetes control plane, ...) on loopback."""

@@ -1,0 +1,52 @@
+"""Shared pytest fixtures.
+
+``envtest`` (session scope): a real etcd + kube-apiserver on loopback, see
+:mod:`e2e.envtest`. The first session on a machine builds Kubernetes from the
+Go module proxy (e2e/build_k8s.sh, many minutes, cached afterwards under
+``$RINGLEADER_CACHE`` or ``~/.cache/ringleader``); later sessions only start the
+processes (seconds).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from e2e.envtest import EnvTest, binaries_ready, cache_dir, ensure_binaries
+
+
+def _build_kubernetes_once(request: pytest.FixtureRequest) -> None:
+    """Build the binaries if missing, telling the user why the session pauses for minutes."""
+    if binaries_ready():
+        return
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    notice = (
+        "\nenvtest: first run on this machine: building etcd and kube-apiserver from the Go module proxy "
+        f"(many minutes; log: {cache_dir() / 'build_k8s.log'}). Later runs reuse the cached binaries.\n"
+    )
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            sys.stderr.write(notice)
+    else:
+        sys.stderr.write(notice)
+    # pytest-timeout's per-test alarm (SIGALRM, signal method) would count the one-off build against the
+    # first test that uses the fixture; pause it for the build and re-arm it with what was left.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] if on_main_thread else 0.0
+    try:
+        ensure_binaries()
+    finally:
+        if remaining > 0:
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+
+
+@pytest.fixture(scope="session")
+def envtest(request: pytest.FixtureRequest) -> Iterator[EnvTest]:
+    """A running Kubernetes API (admin/nobody tokens, RBAC, TokenRequest); shared by the whole session."""
+    _build_kubernetes_once(request)
+    with EnvTest(ensure_binaries()) as env:
+        yield env
