@@ -148,9 +148,13 @@ class DNSResolver(PollingResolver):
         Raises :class:`ResolverError` if either query fails, and (unless
         ``missing_ok``) if the name does not exist or has no addresses."""
         try:
-            a, aaaa = await asyncio.gather(client.query(name, RRType.A), client.query(name, RRType.AAAA))
-        except DNSError as exc:
-            raise ResolverError(f"lookup {name}: {exc}") from None
+            # A TaskGroup cancels the other query as soon as one fails.
+            async with asyncio.TaskGroup() as tasks:
+                a_task = tasks.create_task(client.query(name, RRType.A))
+                aaaa_task = tasks.create_task(client.query(name, RRType.AAAA))
+        except* DNSError as group:
+            raise ResolverError(f"lookup {name}: {group.exceptions[0]}") from None
+        a, aaaa = a_task.result(), aaaa_task.result()
         addresses = _addresses_for(a, name, [RRType.A]) + _addresses_for(aaaa, name, [RRType.AAAA])
         if not addresses and not missing_ok:
             if a.rcode == Rcode.NXDOMAIN and aaaa.rcode == Rcode.NXDOMAIN:
