@@ -672,9 +672,13 @@ def _parse_resolver(block: _Map) -> ResolverConfig:
             port=port,
             interval=interval.duration(positive=True) if interval else dns_defaults.interval,
             timeout=timeout.duration(positive=True) if timeout else dns_defaults.timeout,
-            server=server.hostport() if server else None,
+            server=_dns_server(server) if server else None,
             srv=srv.boolean() if srv else False,
         )
+        if result.srv and result.port:
+            raise ConfigError(
+                _join(body.path, "port"), "cannot be used with srv: true (SRV records carry the ports)"
+            )
     elif kind == "k8s":
         k8s_defaults = K8sResolverConfig(service="")
         service = body.require("service", ' ("name" or "name.namespace")')
@@ -741,6 +745,15 @@ def _dns_port(value: _Val | None) -> str:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         value.fail(f"expected a port between 1 and 65535, got {text!r}")
     return str(int(text))
+
+
+def _dns_server(value: _Val) -> str:
+    text = value.string(non_empty=True)
+    parts = _split_hostport(text)
+    host_ok = bool(parts[0]) if parts else not any(ch.isspace() or ch in "/[]" for ch in text)
+    if not host_ok or (parts and (not parts[1].isdigit() or not 1 <= int(parts[1]) <= 65535)):
+        value.fail(f'expected "host" or "host:port" of a DNS server (port 53 if omitted), got {text!r}')
+    return text
 
 
 def _k8s_service(value: _Val) -> str:

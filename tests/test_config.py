@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from dataplane.config import ConfigError, load_config, parse_config, parse_duration, parse_size
 from dataplane.config_model import (
@@ -197,7 +198,7 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
                 interval: 10s
                 timeout: 2s
                 server: 127.0.0.1:5353
-                srv: true
+                srv: false
             protocol:
               otlp:
                 endpoint: ignored:4317
@@ -270,7 +271,7 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
                 interval=10.0,
                 timeout=2.0,
                 server="127.0.0.1:5353",
-                srv=True,
+                srv=False,
             ),
             routing_key="attributes",
             routing_attributes=("service.name", "span.kind"),
@@ -328,6 +329,13 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
         signals=("traces", "metrics"),
     )
     assert load_text(tmp_path, text) == expected
+
+
+def test_dns_server_port_defaults_to_53_when_omitted() -> None:
+    dns = parse_config(patched(resolver({"dns": {"hostname": "tier2", "server": "10.96.0.10"}}))).exporter
+    assert dns.resolver == DNSResolverConfig(hostname="tier2", server="10.96.0.10")
+    srv = parse_config(patched(resolver({"dns": {"hostname": "_otlp._tcp.tier2", "srv": True}}))).exporter
+    assert srv.resolver == DNSResolverConfig(hostname="_otlp._tcp.tier2", srv=True)
 
 
 def test_every_resolver_kind_round_trips_with_all_its_keys() -> None:
@@ -531,9 +539,15 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "dns server",
-        resolver({"dns": {"hostname": "h", "server": "nope"}}),
+        resolver({"dns": {"hostname": "h", "server": "10.0.0.10:99999"}}),
         f"{LB}.resolver.dns.server",
         "host:port",
+    ),
+    (
+        "dns port with srv",
+        resolver({"dns": {"hostname": "_otlp._tcp.tier2", "port": 4317, "srv": True}}),
+        f"{LB}.resolver.dns.port",
+        "cannot be used with srv: true",
     ),
     (
         "dns srv",
@@ -1280,3 +1294,22 @@ exporters:
     assert str(err) == (
         "config error at processors.batch: unsupported component (Ringleader has no processors; remove it)"
     )
+
+
+def test_complete_example_in_the_docs_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    block = doc.split("<!-- complete-example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    monkeypatch.delenv("TENANT", raising=False)
+    cfg = parse_config(yaml.load(block, Loader=yaml.SafeLoader))
+    assert cfg.exporter.resolver == K8sResolverConfig(service="otelcol-tier2.observability")
+    assert cfg.exporter.protocol.headers == (("x-scope-orgid", "anonymous"),)
+    assert cfg.exporter.protocol.keepalive == KeepaliveConfig(time=30.0, timeout=10.0)
+    assert cfg.signals == ("traces", "logs")
+    # Apart from the values the comments call out, everything is the default.
+    default = parse_config(patched(resolver({"k8s": {"service": "otelcol-tier2.observability"}})))
+    assert cfg.receivers == ReceiverConfig(grpc=GRPCReceiverConfig(), http=HTTPReceiverConfig())
+    assert cfg.exporter.sending_queue == default.exporter.sending_queue
+    assert cfg.exporter.retry_on_failure == default.exporter.retry_on_failure
+    assert cfg.exporter.protocol.sending_queue == default.exporter.protocol.sending_queue
+    assert cfg.exporter.protocol.retry_on_failure == default.exporter.protocol.retry_on_failure
+    assert cfg.telemetry == default.telemetry and cfg.shutdown == default.shutdown
