@@ -200,6 +200,16 @@ def test_no_usable_instance_is_a_failed_resolution_that_says_why(cloudmap: Cloud
     assert resolver.last_error == "1 instance(s) found but none usable: 1 with no AWS_INSTANCE_IPV4 attribute"
 
 
+def test_owner_account_is_sent_to_discover_instances(cloudmap: CloudMap) -> None:
+    # moto's account; a misspelt parameter would fail botocore's validation of the request.
+    service = cloudmap.create_service(NS, SVC)
+    expected = cloudmap.register_many(service, 3)
+    resolver = make(owner_account="123456789012")
+
+    assert poll(resolver)
+    assert resolver.endpoints == tuple(sorted(expected))
+
+
 def test_unknown_namespace_is_a_failed_resolution(cloudmap: CloudMap) -> None:
     t = Telemetry()
     resolver = make(t)
