@@ -55,6 +55,10 @@ class SRV:
     weight: int = 0
 
 
+class _AddressInUse(Exception):
+    pass
+
+
 def find_dnsmasq() -> str:
     """The dnsmasq binary (it lives in /usr/sbin, often not on a user's PATH)."""
     found = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin:/usr/local/sbin")
@@ -88,11 +92,15 @@ class DNSServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.address = address
         self.port = port if port is not None else _free_port(address)
+        # An auto-chosen port may be taken by someone else before dnsmasq binds it;
+        # until the first successful start we may pick another one.
+        self._may_repick_port = port is None
         self.hosts_file = self.workdir / "hosts"
         self.conf_file = self.workdir / "dnsmasq.conf"
         self._hosts: dict[str, list[str]] = {}
         self._srv: dict[str, list[SRV]] = {}
         self._proc: subprocess.Popen[str] | None = None
+        self._pump: threading.Thread | None = None
         self._log: list[str] = []
         self._log_changed = threading.Condition()
         self._write_hosts()
@@ -137,6 +145,17 @@ class DNSServer:
     def start(self) -> None:
         if self.running:
             return
+        for attempt in range(3):
+            try:
+                self._spawn()
+                break
+            except _AddressInUse:
+                if not self._may_repick_port or attempt == 2:
+                    raise RuntimeError(f"dnsmasq: {self.server} is in use:\n{self.log}") from None
+                self.port = _free_port(self.address)
+        self._may_repick_port = False  # from now on the server keeps its address
+
+    def _spawn(self) -> None:
         self._write_conf()
         with self._log_changed:
             self._log.clear()
@@ -147,9 +166,16 @@ class DNSServer:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._pump_log, args=(self._proc,), daemon=True).start()
+        self._pump = threading.Thread(target=self._pump_log, args=(self._proc,), daemon=True)
+        self._pump.start()
         # "read <hosts>" is logged after the sockets are bound and the files loaded.
-        self._wait_for_log(f"read {self.hosts_file}", 1, "start")
+        try:
+            self._wait_for_log(f"read {self.hosts_file}", 1, "start")
+        except RuntimeError:
+            self.stop()
+            if "Address already in use" in self.log:
+                raise _AddressInUse() from None
+            raise
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -245,10 +271,16 @@ class DNSServer:
         with self._log_changed:
             while sum(line.count(needle) for line in self._log) < count:
                 if self._proc is None or self._proc.poll() is not None:
-                    raise RuntimeError(f"dnsmasq exited during {what}:\n{''.join(self._log)}")
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RuntimeError(
                         f"dnsmasq did not {what} within {_READY_TIMEOUT}s:\n{''.join(self._log)}"
                     )
                 self._log_changed.wait(min(remaining, 0.1))
+            else:
+                return
+        # dnsmasq exited: let the reader drain its last words before reporting them.
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+        raise RuntimeError(f"dnsmasq exited during {what}:\n{self.log}")
