@@ -757,10 +757,14 @@ def _dns_server(value: _Val) -> str:
 
 
 def _k8s_service(value: _Val) -> str:
+    # "name.ns.svc.cluster.local" is accepted too: the resolver reads it as name.ns.
     text = value.string(non_empty=True)
     parts = text.split(".")
-    if len(parts) > 2 or not all(_K8S_LABEL.match(part) for part in parts):
-        value.fail(f'expected "name" or "name.namespace" (lowercase DNS labels), got {text!r}')
+    if not all(_K8S_LABEL.match(part) for part in parts) or (len(parts) > 2 and parts[2] != "svc"):
+        value.fail(
+            f'expected "name", "name.namespace" or "name.namespace.svc[.cluster-domain]" '
+            f"(lowercase DNS labels), got {text!r}"
+        )
     return text
 
 

@@ -331,6 +331,13 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
     assert load_text(tmp_path, text) == expected
 
 
+@pytest.mark.parametrize("service", ["tier2", "tier2.observability", "tier2.observability.svc.cluster.local"])
+def test_k8s_service_may_be_a_name_a_qualified_name_or_the_service_fqdn(service: str) -> None:
+    assert parse_config(
+        patched(resolver({"k8s": {"service": service}}))
+    ).exporter.resolver == K8sResolverConfig(service=service)
+
+
 def test_dns_server_port_defaults_to_53_when_omitted() -> None:
     dns = parse_config(patched(resolver({"dns": {"hostname": "tier2", "server": "10.96.0.10"}}))).exporter
     assert dns.resolver == DNSResolverConfig(hostname="tier2", server="10.96.0.10")
@@ -563,7 +570,7 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "k8s service",
-        resolver({"k8s": {"service": "a.b.svc"}}),
+        resolver({"k8s": {"service": "tier2.observability.cluster"}}),
         f"{LB}.resolver.k8s.service",
         "name.namespace",
     ),
