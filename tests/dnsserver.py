@@ -17,8 +17,8 @@ Changing records:
 - :meth:`DNSServer.set_hosts` / :meth:`DNSServer.remove_host` rewrite the
   addn-hosts file and send SIGHUP; they return once dnsmasq has logged that it
   re-read the file, so the next query sees the new records;
-- :meth:`DNSServer.set_srv` rewrites the config file and restarts dnsmasq on the
-  same port (dnsmasq reads SRV records only at start);
+- :meth:`DNSServer.set_srv` and :meth:`DNSServer.set_cname` rewrite the config
+  file and restart dnsmasq on the same port (it reads them only at start);
 - :meth:`DNSServer.pause` / :meth:`DNSServer.resume` (SIGSTOP/SIGCONT) make the
   server unresponsive without closing its sockets: queries time out.
 
@@ -99,6 +99,7 @@ class DNSServer:
         self.conf_file = self.workdir / "dnsmasq.conf"
         self._hosts: dict[str, list[str]] = {}
         self._srv: dict[str, list[SRV]] = {}
+        self._cnames: dict[str, str] = {}
         self._proc: subprocess.Popen[str] | None = None
         self._pump: threading.Thread | None = None
         self._log: list[str] = []
@@ -134,6 +135,12 @@ class DNSServer:
             self._srv[name] = list(records)
         else:
             self._srv.pop(name, None)
+        if self.running:
+            self.restart()
+
+    def set_cname(self, alias: str, target: str) -> None:
+        """Make ``alias`` a CNAME of ``target`` (restarts a running server)."""
+        self._cnames[alias] = target
         if self.running:
             self.restart()
 
@@ -232,6 +239,7 @@ class DNSServer:
             # As root dnsmasq would switch to "nobody", who cannot re-read our
             # private temp files on SIGHUP; stay the current user instead.
             lines.append("user=root")
+        lines += [f"cname={alias},{target}" for alias, target in self._cnames.items()]
         for name, records in self._srv.items():
             lines += [f"srv-host={name},{r.target},{r.port},{r.priority},{r.weight}" for r in records]
         self._atomic_write(self.conf_file, "\n".join(lines) + "\n")

@@ -145,6 +145,19 @@ def test_without_port_endpoints_are_bare_and_the_exporter_adds_4317(dns: DNSServ
     assert [grpc_target(e) for e in seen.last] == ["127.0.1.1:4317", "[2001:db8::1]:4317"]
 
 
+def test_cname_chains_are_followed_to_the_addresses(dns: DNSServer) -> None:
+    dns.set_hosts(NAME, ["127.0.1.1", "2001:db8::1"])
+    dns.set_cname("alias.tier2.test", NAME)
+    resolver, _, seen = make_resolver(dns, "alias.tier2.test", port="4317")
+
+    async def scenario() -> None:
+        await resolver.start(seen)
+        await resolver.stop()
+
+    asyncio.run(scenario())
+    assert seen.last == ("127.0.1.1:4317", "[2001:db8::1]:4317")
+
+
 def test_truncated_udp_answer_is_retried_over_tcp(dns: DNSServer) -> None:
     addresses = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(300)]  # far more than 1232 bytes
     dns.set_hosts(NAME, addresses)

@@ -52,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from ..config_model import DNSResolverConfig
 from ..telemetry import Telemetry
@@ -75,9 +75,8 @@ def _norm(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def _addresses_for(response: Response, name: str, rtypes: Iterable[int]) -> list[str]:
-    """The A/AAAA values for ``name`` in the answer section, following CNAMEs."""
-    wanted = set(rtypes)
+def _owner_names(response: Response, name: str) -> set[str]:
+    """``name`` and every name it is an alias of, following the CNAMEs in the answer."""
     names = {_norm(name)}
     # CNAME records may come in any order; repeat until the chain stops growing.
     while True:
@@ -87,12 +86,17 @@ def _addresses_for(response: Response, name: str, rtypes: Iterable[int]) -> list
             if rr.rtype == RRType.CNAME and isinstance(rr.value, str) and _norm(rr.name) in names
         } - names
         if not grown:
-            break
+            return names
         names |= grown
+
+
+def _addresses_for(response: Response, name: str, rtype: int) -> list[str]:
+    """The A or AAAA values for ``name`` in the answer section."""
+    names = _owner_names(response, name)
     return [
         rr.value
         for rr in response.answers
-        if rr.rtype in wanted and isinstance(rr.value, str) and _norm(rr.name) in names
+        if rr.rtype == rtype and isinstance(rr.value, str) and _norm(rr.name) in names
     ]
 
 
@@ -155,7 +159,7 @@ class DNSResolver(PollingResolver):
         except* DNSError as group:
             raise ResolverError(f"lookup {name}: {group.exceptions[0]}") from None
         a, aaaa = a_task.result(), aaaa_task.result()
-        addresses = _addresses_for(a, name, [RRType.A]) + _addresses_for(aaaa, name, [RRType.AAAA])
+        addresses = _addresses_for(a, name, RRType.A) + _addresses_for(aaaa, name, RRType.AAAA)
         if not addresses and not missing_ok:
             if a.rcode == Rcode.NXDOMAIN and aaaa.rcode == Rcode.NXDOMAIN:
                 raise ResolverError(f"lookup {name} on {client.address}: no such host (NXDOMAIN)")
@@ -195,10 +199,11 @@ class DNSResolver(PollingResolver):
     async def _resolve_srv(self) -> list[str]:
         clients, names = self._srv_plan()
         client, response, name = await self._query_srv(clients, names)
+        owners = _owner_names(response, name)
         records = [
             rr.value
             for rr in response.answers
-            if rr.rtype == RRType.SRV and isinstance(rr.value, SRVData) and _norm(rr.name) == _norm(name)
+            if rr.rtype == RRType.SRV and isinstance(rr.value, SRVData) and _norm(rr.name) in owners
         ]
         # A target of "." means "this service is decidedly not available here" (RFC 2782).
         records = [r for r in records if r.target not in ("", ".")]
