@@ -194,9 +194,7 @@ def _log_key(trace_id: bytes, rng: random.Random) -> tuple[bytes, bool]:
     if not trace_id:
         return rng.getrandbits(64).to_bytes(8, "little"), True
     if len(trace_id) != 16:
-        raise InvalidRequestError(
-            "invalid_trace_id", f"log record trace_id has {len(trace_id)} bytes, expected 16"
-        )
+        raise InvalidRequestError("invalid_trace_id", f"log record trace_id has {len(trace_id)} bytes, expected 16")
     return trace_id.hex().encode(), False
 
 
@@ -339,7 +337,6 @@ class WireSplitter:
         traces = signal == "traces"
         logs = signal == "logs"
         rng = self._rng
-        count_items = self._count_items
         # Consecutive items with the same owner are copied as one slice: spans of a trace
         # usually arrive together, so this cuts the copies by the spans-per-trace factor.
         run_idx = -1
@@ -511,9 +508,7 @@ class DecodeSplitter:
         parts = {idx: (msg.SerializeToString(), counts[idx]) for idx, msg in outs.items()}
         return Split(parts, sum(counts.values()), missing)
 
-    def _route_item(
-        self, group: Any, scope: Any, item: Any, lookup: Lookup
-    ) -> list[tuple[int, Any, int, int]]:
+    def _route_item(self, group: Any, scope: Any, item: Any, lookup: Lookup) -> list[tuple[int, Any, int, int]]:
         """Where one item goes: a list of (backend, item or item fragment, items, missing)."""
         signal, key = self.signal, self.key
         if signal == "traces" and key == "traceID":

@@ -31,9 +31,13 @@ from __future__ import annotations
 
 import logging
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger("ringleader.telemetry")
+
+# The *_created series double every counter's exposition for no operational value.
+prometheus_client.disable_created_metrics()
 
 # Upstream records backend latency in milliseconds.
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)

@@ -76,7 +76,7 @@ class Resolver(abc.ABC):
                 await self._task
             self._task = None
 
-    async def _first_resolution(self) -> None:
+    async def _first_resolution(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Hook for resolvers that can produce a set before the background task starts."""
 
     @abc.abstractmethod
@@ -101,8 +101,9 @@ class Resolver(abc.ABC):
 
     def _record_failure(self, reason: str) -> None:
         if reason != self.last_error:
-            log.warning("%s resolver: resolution failed, keeping %d backend(s): %s",
-                        self.kind, len(self.endpoints), reason)
+            log.warning(
+                "%s resolver: resolution failed, keeping %d backend(s): %s", self.kind, len(self.endpoints), reason
+            )
         self.last_error = reason
         self._telemetry.record_resolution(self.kind, False)
 

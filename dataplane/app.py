@@ -1,0 +1,94 @@
+"""Running the data plane: wiring, start-up order and graceful shutdown.
+
+Start-up: telemetry endpoint first (so /healthz answers during start), then the
+resolver's first resolution, then the receivers. ``/readyz`` turns 200 once the
+receivers listen and the ring has a backend.
+
+Shutdown on SIGTERM or SIGINT: the receivers stop accepting (in-flight requests
+finish), the load balancer flushes every queue within
+``shutdown.drain_timeout``, anything still queued after that is counted as
+dropped with reason ``shutdown`` and logged, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from .admin import AdminServer
+from .balancer import LoadBalancer
+from .config_model import Config
+from .receiver import GRPCReceiver, HTTPReceiver, Intake
+from .resolvers import build_resolver
+from .telemetry import Telemetry
+
+log = logging.getLogger("ringleader")
+
+
+class DataPlane:
+    """One running data plane; ``await run()`` until stopped."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.telemetry = Telemetry()
+        self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry)
+        self.resolver = build_resolver(cfg.exporter.resolver, self.telemetry)
+        self.intake = Intake(self.balancer, self.telemetry, cfg.signals)
+        self.grpc: GRPCReceiver | None = None
+        self.http: HTTPReceiver | None = None
+        self.admin: AdminServer | None = None
+        self._listening = False
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        if self.cfg.telemetry.endpoint:
+            self.admin = AdminServer(
+                self.cfg.telemetry.endpoint, self.telemetry, self.balancer, self.resolver, lambda: self._listening
+            )
+            await self.admin.start()
+        self.balancer.start()
+        await self.resolver.start(self.balancer.update_endpoints)
+        await self.balancer.wait_for_updates()
+        if self.cfg.receivers.grpc is not None:
+            self.grpc = GRPCReceiver(self.intake, self.cfg.receivers.grpc)
+            await self.grpc.start()
+        if self.cfg.receivers.http is not None:
+            self.http = HTTPReceiver(self.intake, self.cfg.receivers.http)
+            await self.http.start()
+        self._listening = True
+        route = self.balancer.route
+        log.info(
+            "ringleader data plane ready: grpc=%s http=%s telemetry=%s signals=%s backends=%d",
+            self.grpc.port if self.grpc else "-",
+            self.http.port if self.http else "-",
+            self.admin.port if self.admin else "-",
+            ",".join(self.cfg.signals),
+            len(route.ring.endpoints) if route else 0,
+        )
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        log.info("shutting down: refusing new data, draining queues (deadline %.1fs)", self.cfg.shutdown.drain_timeout)
+        self._listening = False
+        if self.grpc is not None:
+            await self.grpc.stop(grace=min(5.0, self.cfg.shutdown.drain_timeout))
+        if self.http is not None:
+            await self.http.stop()
+        await self.resolver.stop()
+        await self.balancer.shutdown(self.cfg.shutdown.drain_timeout)
+        if self.admin is not None:
+            with contextlib.suppress(Exception):
+                await self.admin.stop()
+        log.info("stopped")

@@ -1,0 +1,113 @@
+"""A real OTLP/gRPC backend for tests, the demo and benchmarks.
+
+Runs as its own process (so tests can kill and restart it) and appends every
+request it accepts to a record file, which survives restarts::
+
+    python -m e2e.sink --port 0 --record /tmp/b1.rec --port-file /tmp/b1.port
+
+Record format: per request, ``<signal byte><4-byte little-endian length><payload>``
+written with one ``write`` call. :func:`read_records` parses the file back.
+
+Failure injection for tests: ``--fail-first N`` answers UNAVAILABLE to the first
+N requests, ``--delay S`` sleeps before answering, ``--reject-all CODE`` answers
+every request with that status code. ``--count-only`` records nothing (benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+SIGNAL_CODES = {"traces": b"T", "logs": b"L", "metrics": b"M"}
+CODE_SIGNALS = {v[0]: k for k, v in SIGNAL_CODES.items()}
+SERVICES = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+}
+
+
+def read_records(path: str | Path) -> Iterator[tuple[str, bytes]]:
+    """(signal, request bytes) for every request a sink accepted, in arrival order."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return
+    pos = 0
+    while pos + 5 <= len(data):
+        code = data[pos]
+        (length,) = struct.unpack_from("<I", data, pos + 1)
+        if pos + 5 + length > len(data):
+            break  # a record cut short by a kill -9 mid-write: the request was never acknowledged
+        yield CODE_SIGNALS[code], data[pos + 5 : pos + 5 + length]
+        pos += 5 + length
+
+
+class Sink:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.requests = 0
+        self.fd = os.open(args.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if args.record else None
+
+    def handler(self, signal_name: str) -> grpc.RpcMethodHandler:
+        code = SIGNAL_CODES[signal_name]
+
+        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+            self.requests += 1
+            if self.args.delay:
+                await asyncio.sleep(self.args.delay)
+            if self.requests <= self.args.fail_first:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "injected failure")
+            if self.args.reject_all:
+                await context.abort(getattr(grpc.StatusCode, self.args.reject_all), "injected rejection")
+            if self.fd is not None:
+                os.write(self.fd, code + struct.pack("<I", len(request)) + request)
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(export)
+
+    async def run(self) -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+        for signal_name, service in SERVICES.items():
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service, {"Export": self.handler(signal_name)}),)
+            )
+        port = server.add_insecure_port(f"{self.args.host}:{self.args.port}")
+        await server.start()
+        if self.args.port_file:
+            tmp = self.args.port_file + ".tmp"
+            Path(tmp).write_text(str(port))
+            os.replace(tmp, self.args.port_file)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", default="")
+    parser.add_argument("--record", default="")
+    parser.add_argument("--count-only", action="store_true")
+    parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--reject-all", default="")
+    args = parser.parse_args()
+    if args.count_only:
+        args.record = ""
+    asyncio.run(Sink(args).run())
+
+
+if __name__ == "__main__":
+    main()
