@@ -189,9 +189,7 @@ def _expand_ref(body: str, path: str) -> str:
         has_default = ":-" in body[4:]
     elif ":" in body:
         scheme = body.split(":", 1)[0]
-        raise ConfigError(
-            path, f"unsupported config provider {scheme!r} in ${{{body}}} (only env is supported)"
-        )
+        raise ConfigError(path, f"unsupported config provider {scheme!r} in ${{{body}}} (only env is supported)")
     else:
         name, has_default, default = body, False, ""
     if not _ENV_NAME.match(name):
@@ -408,9 +406,7 @@ class _Val:
         elif isinstance(self.raw, str):
             parsed = parse_size(self.raw)
             if parsed is None:
-                self.fail(
-                    f'invalid size {self.raw!r}: expected bytes or a size such as "512KiB", "20MiB", "4MB"'
-                )
+                self.fail(f'invalid size {self.raw!r}: expected bytes or a size such as "512KiB", "20MiB", "4MB"')
             size = parsed
         else:
             self.fail(f'expected a size (bytes, or a string such as "20MiB"), {self._got()}')
@@ -513,9 +509,7 @@ def _parse_receivers(root: _Map) -> tuple[str, ReceiverConfig]:
     otlp_ids: list[str] = []
     for key in block.names():
         if _component_type(block.child(key), key) != "otlp":
-            raise ConfigError(
-                block.child(key).path, "unsupported component (Ringleader only has the otlp receiver)"
-            )
+            raise ConfigError(block.child(key).path, "unsupported component (Ringleader only has the otlp receiver)")
         otlp_ids.append(key)
     if len(otlp_ids) != 1:
         found = f", found {len(otlp_ids)} ({', '.join(otlp_ids)})" if otlp_ids else ""
@@ -616,9 +610,7 @@ def _parse_loadbalancing(lb: _Map) -> LoadBalancingConfig:
             protocol = _parse_otlp(otlp.mapping())
         for key in protocol_block.names():
             if key != "otlp":
-                raise ConfigError(
-                    protocol_block.child(key).path, "unsupported protocol (only otlp is supported)"
-                )
+                raise ConfigError(protocol_block.child(key).path, "unsupported protocol (only otlp is supported)")
     ring = lb.get("ring_algorithm")
     lb.done(
         {
@@ -643,13 +635,9 @@ def _parse_resolver(block: _Map) -> ResolverConfig:
     for key in block.names():
         if key not in _RESOLVERS:
             hint = "; the Kubernetes resolver is called k8s" if key in ("kubernetes", "k8s_svc") else ""
-            raise ConfigError(
-                block.child(key).path, f"unknown resolver (valid: {', '.join(_RESOLVERS)}){hint}"
-            )
+            raise ConfigError(block.child(key).path, f"unknown resolver (valid: {', '.join(_RESOLVERS)}){hint}")
     if len(present) != 1:
-        raise ConfigError(
-            block.path, f"exactly one resolver must be set, found {len(present)} ({', '.join(present)})"
-        )
+        raise ConfigError(block.path, f"exactly one resolver must be set, found {len(present)} ({', '.join(present)})")
     kind = present[0]
     body = block.child(kind).mapping()
     result: ResolverConfig
@@ -676,9 +664,7 @@ def _parse_resolver(block: _Map) -> ResolverConfig:
             srv=srv.boolean() if srv else False,
         )
         if result.srv and result.port:
-            raise ConfigError(
-                _join(body.path, "port"), "cannot be used with srv: true (SRV records carry the ports)"
-            )
+            raise ConfigError(_join(body.path, "port"), "cannot be used with srv: true (SRV records carry the ports)")
     elif kind == "k8s":
         k8s_defaults = K8sResolverConfig(service="")
         service = body.require("service", ' ("name" or "name.namespace")')
@@ -707,17 +693,18 @@ def _parse_resolver(block: _Map) -> ResolverConfig:
         timeout = body.get("timeout")
         aws_port = body.get("port")
         owner = body.get("owner_account")
+        health_status = aws_defaults.health_status
+        if health is not None:
+            health_status = cast(Any, health.choice(("HEALTHY", "UNHEALTHY", "ALL", "HEALTHY_OR_ELSE_ALL")))
         result = AWSCloudMapResolverConfig(
             namespace=namespace,
             service_name=service_name,
-            health_status=cast(
-                Any, health.choice(("HEALTHY", "UNHEALTHY", "ALL", "HEALTHY_OR_ELSE_ALL"))
-            ) if health else aws_defaults.health_status,
+            health_status=health_status,
             interval=interval.duration(positive=True) if interval else aws_defaults.interval,
             timeout=timeout.duration(positive=True) if timeout else aws_defaults.timeout,
             port=aws_port.port() if aws_port else None,
             owner_account=owner.string(non_empty=True) if owner else None,
-        )  # fmt: skip
+        )
     body.done()
     return result
 
@@ -880,9 +867,7 @@ def _parse_tls(value: _Val | None) -> TLSConfig:
     if has_cert != has_key:
         missing = "key_file or key_pem" if has_cert else "cert_file or cert_pem"
         present = "a client certificate" if has_cert else "a client key"
-        raise ConfigError(
-            _join(block.path, missing.split()[0]), f"{present} is set, so {missing} is required"
-        )
+        raise ConfigError(_join(block.path, missing.split()[0]), f"{present} is set, so {missing} is required")
     for key in ("ca_file", "cert_file", "key_file"):
         path = texts[key]
         if path and not Path(path).is_file():
@@ -892,9 +877,7 @@ def _parse_tls(value: _Val | None) -> TLSConfig:
     min_version = _tls_version(min_v) if min_v else defaults.min_version
     max_version = _tls_version(max_v) if max_v else defaults.max_version
     if min_version and max_version and _TLS_VERSIONS.index(min_version) > _TLS_VERSIONS.index(max_version):
-        raise ConfigError(
-            _join(block.path, "min_version"), f"{min_version} is above max_version {max_version}"
-        )
+        raise ConfigError(_join(block.path, "min_version"), f"{min_version} is above max_version {max_version}")
     reload = block.get("reload_interval")
     block.done(_UNSUPPORTED_TLS)
     return TLSConfig(
@@ -990,9 +973,7 @@ def _parse_retry(value: _Val | None, *, enabled_by_default: bool) -> RetryConfig
 
 
 # --------------------------------------------------------------- service section
-def _parse_service(
-    value: _Val | None, receiver_id: str, exporter_id: str, lb: LoadBalancingConfig
-) -> tuple[str, ...]:
+def _parse_service(value: _Val | None, receiver_id: str, exporter_id: str, lb: LoadBalancingConfig) -> tuple[str, ...]:
     routing_key_path = f"exporters.{exporter_id}.routing_key"
     if value is None:
         key = lb.routing_key
@@ -1002,14 +983,8 @@ def _parse_service(
         return signals
     service = value.mapping()
     if (telemetry := service.get("telemetry")) is not None:
-        log.warning(
-            "%s is ignored: Ringleader's telemetry is set by the top-level telemetry block", telemetry.path
-        )
-    if (
-        (extensions := service.get("extensions")) is not None
-        and not extensions.is_null
-        and extensions.items()
-    ):
+        log.warning("%s is ignored: Ringleader's telemetry is set by the top-level telemetry block", telemetry.path)
+    if (extensions := service.get("extensions")) is not None and not extensions.is_null and extensions.items():
         extensions.fail("must be empty (Ringleader has no extensions)")
     pipelines_val = service.get("pipelines")
     service.done()
@@ -1025,9 +1000,7 @@ def _parse_service(
         _pipeline_refs(pipeline, "exporters", exporter_id)
         processors = pipeline.get("processors")
         if processors is not None and not processors.is_null and (names := processors.items()):
-            names[0].fail(
-                f"processor {names[0].raw!r} is not defined (Ringleader has no processors; remove it)"
-            )
+            names[0].fail(f"processor {names[0].raw!r} is not defined (Ringleader has no processors; remove it)")
         pipeline.done()
         key = lb.routing_key_for(signal)
         if key not in ROUTING_KEYS_BY_SIGNAL[signal]:
@@ -1091,9 +1064,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         block.done()
         telemetry = TelemetryConfig(
             endpoint=endpoint.hostport(allow_empty=True) if endpoint else telemetry.endpoint,
-            log_level=level.choice(("debug", "info", "warn", "warning", "error"))
-            if level
-            else telemetry.log_level,
+            log_level=level.choice(("debug", "info", "warn", "warning", "error")) if level else telemetry.log_level,
         )
     shutdown = ShutdownConfig()
     if (value := root.get("shutdown")) is not None:
