@@ -1,0 +1,57 @@
+# Ringleader developer entry points. `make test` is what CI runs (.ci/run): it sets
+# everything up itself on a fresh machine (virtualenv, Python deps, dnsmasq) and runs
+# lint, type checks and every test, unit and integration. The Kubernetes tests build
+# kube-apiserver and etcd from Go modules on first use (cached; see e2e/README.md).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: all test lint typecheck unit demo bench ring-table system-deps venv clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+# System packages the tests drive for real: dnsmasq (DNS resolver tests).
+system-deps:
+	@if ! command -v dnsmasq >/dev/null 2>&1 && ! test -x /usr/sbin/dnsmasq; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing dnsmasq-base (DNS resolver tests run a real DNS server)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null; \
+		else \
+			echo "dnsmasq is missing: run 'sudo apt-get install dnsmasq-base'"; exit 1; \
+		fi; \
+	fi
+	@command -v go >/dev/null 2>&1 || { echo "Go is missing: the Kubernetes tests build kube-apiserver and etcd from Go modules; install Go >= 1.24"; exit 1; }
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv system-deps lint typecheck
+	$(BIN)/python -m pytest
+
+unit: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: venv
+	$(BIN)/python -m e2e.demo
+
+bench: venv
+	$(BIN)/python -m e2e.bench
+
+ring-table: venv
+	$(BIN)/python -m e2e.ring_table
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
