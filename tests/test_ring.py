@@ -133,8 +133,8 @@ def test_owners_are_identical_in_a_process_with_another_hash_seed() -> None:
         "import json,sys\n"
         "from dataplane.ring import build_ring\n"
         "eps, keys = json.load(sys.stdin)\n"
-        "print(json.dumps({a: [build_ring(a, eps).owner_of(bytes.fromhex(k)) for k in keys]"
-        " for a in ('ringleader', 'upstream')}))\n"
+        "rings = {a: build_ring(a, eps) for a in ('ringleader', 'upstream')}\n"
+        "print(json.dumps({a: [r.owner_of(bytes.fromhex(k)) for k in keys] for a, r in rings.items()}))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     proc = subprocess.run(
@@ -208,7 +208,7 @@ def test_every_key_maps_to_a_member(algorithm: str, eps: list[str], ks: list[byt
         assert ring.owner_of(k) in eps
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(algorithm=algorithms, eps=endpoint_sets, ks=keys, data=st.data())
 def test_removing_a_backend_moves_about_its_own_share(
     algorithm: str, eps: list[str], ks: list[bytes], data: st.DataObject
@@ -229,16 +229,15 @@ def test_removing_a_backend_moves_about_its_own_share(
         assert sum(new.owner_of(k) != old.owner_of(k) for k in stayed) <= max(1, len(stayed) // 4)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(eps=endpoint_sets, ks=keys, data=st.data())
-def test_adding_a_backend_moves_keys_mostly_to_it(
-    eps: list[str], ks: list[bytes], data: st.DataObject
-) -> None:
+def test_adding_a_backend_moves_keys_mostly_to_it(eps: list[str], ks: list[bytes], data: st.DataObject) -> None:
     newcomer = data.draw(endpoint_names.filter(lambda e: e not in eps))
     old = build_ring("ringleader", eps)
     new = build_ring("ringleader", [*eps, newcomer])
     assert moved_fraction(old, new) <= 1.2 * new.shares()[newcomer] + 0.02 / len(eps)
+    trimmed = moved_fraction(old, new) > new.shares()[newcomer]
     for k in ks:
         # A key that moved went to the newcomer, or was handed on by the trim.
         if new.owner_of(k) != old.owner_of(k) and new.owner_of(k) != newcomer:
-            assert moved_fraction(old, new) > new.shares()[newcomer]
+            assert trimmed
