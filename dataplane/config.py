@@ -878,6 +878,24 @@ def _parse_tls(value: _Val | None) -> TLSConfig:
     max_version = _tls_version(max_v) if max_v else defaults.max_version
     if min_version and max_version and _TLS_VERSIONS.index(min_version) > _TLS_VERSIONS.index(max_version):
         raise ConfigError(_join(block.path, "min_version"), f"{min_version} is above max_version {max_version}")
+    # grpcio (BoringSSL) always verifies server certificates and negotiates TLS 1.2 or 1.3 on its
+    # own: refuse settings it cannot honour instead of silently ignoring them.
+    if flags["insecure_skip_verify"]:
+        raise ConfigError(
+            _join(block.path, "insecure_skip_verify"),
+            "not supported: the gRPC client always verifies server certificates; set ca_file to the "
+            "tier-2 CA, or insecure: true for plaintext",
+        )
+    if min_version not in ("", "1.2"):
+        raise ConfigError(
+            _join(block.path, "min_version"),
+            f"{min_version} is not supported: gRPC negotiates TLS 1.2 or 1.3 (set 1.2)",
+        )
+    if max_version not in ("", "1.3"):
+        raise ConfigError(
+            _join(block.path, "max_version"),
+            f"{max_version} is not supported: gRPC negotiates TLS 1.2 or 1.3 (set 1.3)",
+        )
     reload = block.get("reload_interval")
     block.done(_UNSUPPORTED_TLS)
     return TLSConfig(

@@ -18,6 +18,7 @@ randomization_factor, max_interval, max_elapsed_time).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -94,6 +95,24 @@ def grpc_target(endpoint: str) -> str:
     return endpoint if ":" in endpoint else f"{endpoint}:{DEFAULT_PORT}"
 
 
+# Debian/Ubuntu, RHEL/Fedora, Alpine/other: where the system CA bundle lives.
+_SYSTEM_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+)
+
+
+def _system_roots() -> bytes:
+    for path in _SYSTEM_CA_BUNDLES:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError:
+            continue
+    return b""
+
+
 def _read(path: str | None, pem: str | None) -> bytes | None:
     if pem:
         return pem.encode()
@@ -125,6 +144,8 @@ def _channel_options(cfg: OTLPExporterConfig) -> list[tuple[str, object]]:
         options.append(("grpc.default_authority", cfg.authority))
     if cfg.tls.server_name_override:
         options.append(("grpc.ssl_target_name_override", cfg.tls.server_name_override))
+    if cfg.user_agent:
+        options.append(("grpc.primary_user_agent", cfg.user_agent))
     if cfg.write_buffer_size:
         options.append(("grpc.experimental.tcp_write_buffer_size", cfg.write_buffer_size))  # best effort
     if cfg.read_buffer_size:
@@ -132,14 +153,30 @@ def _channel_options(cfg: OTLPExporterConfig) -> list[tuple[str, object]]:
     return options
 
 
+def channel_compression(name: str) -> grpc.Compression:
+    """grpcio implements gzip and deflate only; zstd and snappy fall back to gzip (logged once)."""
+    if name in _COMPRESSION:
+        return _COMPRESSION[name]
+    if name not in _warned_compressions:
+        _warned_compressions.add(name)
+        log.warning("protocol.otlp.compression %r is not available in grpcio: exports use gzip instead", name)
+    return grpc.Compression.Gzip
+
+
+_warned_compressions: set[str] = set()
+
+
 def make_channel(endpoint: str, cfg: OTLPExporterConfig) -> grpc.aio.Channel:
     target = grpc_target(endpoint)
     options = _channel_options(cfg)
-    compression = _COMPRESSION.get(cfg.compression, grpc.Compression.Gzip)
+    compression = channel_compression(cfg.compression)
     if cfg.tls.insecure:
         return grpc.aio.insecure_channel(target, options=options, compression=compression)
+    roots = _read(cfg.tls.ca_file, cfg.tls.ca_pem)
+    if roots is not None and cfg.tls.include_system_ca_certs_pool:
+        roots = _system_roots() + b"\n" + roots
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(cfg.tls.ca_file, cfg.tls.ca_pem),
+        root_certificates=roots,
         private_key=_read(cfg.tls.key_file, cfg.tls.key_pem),
         certificate_chain=_read(cfg.tls.cert_file, cfg.tls.cert_pem),
     )
@@ -153,20 +190,35 @@ class BackendClient:
         self.endpoint = endpoint
         self._cfg = cfg
         self._telemetry = telemetry
-        self._channel = make_channel(endpoint, cfg)
         self._metadata = tuple((k.lower(), v) for k, v in cfg.headers) or None
+        self._open_channel()
+        self._latency = telemetry.backend_latency.labels(endpoint=endpoint)
+        self._ok = telemetry.backend_outcome.labels(endpoint=endpoint, success="true")
+        self._failed = telemetry.backend_outcome.labels(endpoint=endpoint, success="false")
+
+    def _open_channel(self) -> None:
+        self._channel = make_channel(self.endpoint, self._cfg)
+        self._opened = time.monotonic()
         self._calls = {
             signal: self._channel.unary_unary(
                 method, request_serializer=None, response_deserializer=_RESPONSES[signal].FromString
             )
             for signal, method in METHODS.items()
         }
-        self._latency = telemetry.backend_latency.labels(endpoint=endpoint)
-        self._ok = telemetry.backend_outcome.labels(endpoint=endpoint, success="true")
-        self._failed = telemetry.backend_outcome.labels(endpoint=endpoint, success="false")
+
+    def _maybe_reload(self) -> None:
+        """tls.reload_interval: re-read certificate files by opening a fresh channel."""
+        reload = self._cfg.tls.reload_interval
+        if reload and not self._cfg.tls.insecure and time.monotonic() - self._opened >= reload:
+            old = self._channel
+            self._open_channel()
+            # In-flight calls on the old channel finish within the grace period.
+            asyncio.get_running_loop().create_task(old.close(grace=self._cfg.timeout or 5.0))
+            log.info("%s: reloaded TLS credentials", self.endpoint)
 
     async def export(self, signal: str, payload: bytes, items: int, timeout: float | None = None) -> ExportResult:
         """Send one serialized export request; raises :class:`ExportError` on failure."""
+        self._maybe_reload()
         call = self._calls[signal]
         limit = timeout if timeout is not None else (self._cfg.timeout or None)
         start = time.monotonic()

@@ -206,13 +206,13 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
                 compression: zstd
                 tls:
                   insecure: false
-                  insecure_skip_verify: true
+                  insecure_skip_verify: false
                   ca_file: {tmp_path / "ca.pem"}
                   cert_file: {tmp_path / "client.pem"}
                   key_file: {tmp_path / "client.key"}
                   server_name_override: tier2.internal
                   include_system_ca_certs_pool: true
-                  min_version: "1.3"
+                  min_version: "1.2"
                   max_version: "1.3"
                   reload_interval: 1h
                 headers:
@@ -292,13 +292,13 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
                 compression="zstd",
                 tls=TLSConfig(
                     insecure=False,
-                    insecure_skip_verify=True,
+                    insecure_skip_verify=False,
                     ca_file=str(tmp_path / "ca.pem"),
                     cert_file=str(tmp_path / "client.pem"),
                     key_file=str(tmp_path / "client.key"),
                     server_name_override="tier2.internal",
                     include_system_ca_certs_pool=True,
-                    min_version="1.3",
+                    min_version="1.2",
                     max_version="1.3",
                     reload_interval=3600.0,
                 ),
@@ -744,7 +744,7 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "tls versions reversed",
         otlp_patch({"tls": {"min_version": "1.3", "max_version": "1.2"}}),
         f"{OTLP}.tls.min_version",
-        "above max_version",
+        "above max_version",  # checked before the gRPC support check
     ),
     (
         "cipher suites",
@@ -1320,3 +1320,18 @@ def test_complete_example_in_the_docs_parses(monkeypatch: pytest.MonkeyPatch) ->
     assert cfg.exporter.protocol.sending_queue == default.exporter.protocol.sending_queue
     assert cfg.exporter.protocol.retry_on_failure == default.exporter.protocol.retry_on_failure
     assert cfg.telemetry == default.telemetry and cfg.shutdown == default.shutdown
+
+
+@pytest.mark.parametrize(
+    ("tls", "key", "fragment"),
+    [
+        ({"insecure_skip_verify": True}, "insecure_skip_verify", "always verifies"),
+        ({"min_version": "1.3"}, "min_version", "TLS 1.2 or 1.3"),
+        ({"min_version": "1.1"}, "min_version", "TLS 1.2 or 1.3"),
+        ({"max_version": "1.2"}, "max_version", "TLS 1.2 or 1.3"),
+    ],
+)
+def test_tls_settings_grpc_cannot_honour_are_refused_not_ignored(tls, key, fragment) -> None:
+    err = error_of(patched(otlp_patch({"tls": tls})))
+    assert err.key_path == f"{OTLP}.tls.{key}"
+    assert fragment in str(err)
