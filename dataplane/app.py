@@ -22,7 +22,7 @@ from .balancer import LoadBalancer
 from .config_model import Config
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
-from .telemetry import Telemetry
+from .telemetry import LOG_INTERVAL, Telemetry
 
 log = logging.getLogger("ringleader")
 
@@ -76,8 +76,16 @@ class DataPlane:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         await self.start()
+        flusher = asyncio.create_task(self._flush_logs_periodically())
         await self._stop.wait()
+        flusher.cancel()
         await self.shutdown()
+        self.telemetry.flush_logs()
+
+    async def _flush_logs_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_INTERVAL)
+            self.telemetry.flush_logs()
 
     async def shutdown(self) -> None:
         log.info("shutting down: refusing new data, draining queues (deadline %.1fs)", self.cfg.shutdown.drain_timeout)

@@ -30,6 +30,8 @@ Ringleader's additions are prefixed ``ringleader_``:
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -38,6 +40,9 @@ log = logging.getLogger("ringleader.telemetry")
 
 # The *_created series double every counter's exposition for no operational value.
 prometheus_client.disable_created_metrics()
+
+# Repeated refusals/drops of one kind are summarised in the log at most this often (seconds).
+LOG_INTERVAL = 10.0
 
 # Upstream records backend latency in milliseconds.
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
@@ -147,6 +152,7 @@ class Telemetry:
             "Number of ring versions built since start.",
             registry=r,
         )
+        self._log_state: dict[tuple[str, ...], list[Any]] = {}
         self.resolver_healthy = Gauge(
             "ringleader_resolver_healthy",
             "1 when the last resolution or watch succeeded, else 0.",
@@ -166,15 +172,46 @@ class Telemetry:
 
     # -- data path ------------------------------------------------------------------------
     def record_refused(self, signal: str, reason: str, items: int, detail: str = "") -> None:
-        """Count a refusal. Refusals are the client's to retry, so they log at debug."""
+        """Count a refusal and say why in the log (at most once per interval per reason)."""
         self.items_refused.labels(signal=signal, reason=reason).inc(items)
         self.requests_refused.labels(signal=signal, reason=reason).inc()
-        log.debug("refused %d %s item(s): %s %s", items, signal, reason, detail)
+        self._log_limited(
+            ("refused", signal, reason),
+            items,
+            f"refused {{items}} {signal} item(s) in {{requests}} request(s): {reason}: {detail}",
+        )
 
     def record_failed(self, endpoint: str, signal: str, reason: str, items: int, detail: str = "") -> None:
         """Count and log data lost after it was accepted: this is never silent."""
         self.items_failed.labels(endpoint=endpoint, signal=signal, reason=reason).inc(items)
-        log.warning("dropped %d %s item(s) for %s: %s %s", items, signal, endpoint, reason, detail)
+        self._log_limited(
+            ("failed", endpoint, signal, reason),
+            items,
+            f"dropped {{items}} {signal} item(s) in {{requests}} batch(es) for {endpoint}: {reason}: {detail}",
+        )
+
+    def _log_limited(self, key: tuple[str, ...], items: int, template: str) -> None:
+        """Log the first event of a kind at once, then a summary at most every LOG_INTERVAL seconds.
+
+        A client hammering a full queue must not turn the log into the bottleneck, but
+        every refusal and drop still shows up in the log with its reason and counts.
+        """
+        now = time.monotonic()
+        state = self._log_state.get(key)
+        if state is None or now - state[0] >= LOG_INTERVAL:
+            pending_items, pending_requests = (int(state[1]), int(state[2])) if state else (0, 0)
+            log.warning(template.format(items=items + pending_items, requests=1 + pending_requests))
+            self._log_state[key] = [now, 0, 0, template]
+        else:
+            state[1] += items
+            state[2] += 1
+
+    def flush_logs(self) -> None:
+        """Log the summaries still held back (called periodically and at shutdown)."""
+        for key, state in list(self._log_state.items()):
+            if state[2]:
+                log.warning(str(state[3]).format(items=int(state[1]), requests=int(state[2])))
+                self._log_state[key] = [time.monotonic(), 0, 0, state[3]]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
