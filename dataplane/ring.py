@@ -194,8 +194,7 @@ def moved_fraction(old: Ring, new: Ring) -> float:
     """
     if old.algorithm != new.algorithm or len(old._cells) != len(new._cells):
         raise ValueError(
-            f"cannot compare a {old.algorithm!r} ring with a {new.algorithm!r} ring: "
-            "they hash keys differently"
+            f"cannot compare a {old.algorithm!r} ring with a {new.algorithm!r} ring: they hash keys differently"
         )
     a_names, b_names = old.endpoints, new.endpoints
     # Translate both index spaces into one so the comparison is integer-only.
