@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -42,7 +43,7 @@ METHODS = {
     "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
 }
-_RESPONSES = {
+_RESPONSES: dict[str, Any] = {
     "traces": ExportTraceServiceResponse,
     "logs": ExportLogsServiceResponse,
     "metrics": ExportMetricsServiceResponse,

@@ -477,8 +477,8 @@ class DecodeSplitter:
                 items = _count_group(self.signal, group)
                 if items == 0:
                     continue
-                key, was_missing = resource_key_bytes(self.key, group.resource)
-                missing += items if was_missing else 0
+                key, key_missing = resource_key_bytes(self.key, group.resource)
+                missing += items if key_missing else 0
                 idx = lookup(key)
                 out = outs.setdefault(idx, self._type())
                 getattr(out, groups_field).add().CopyFrom(group)

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 log = logging.getLogger("ringleader.telemetry")
 
 # The *_created series double every counter's exposition for no operational value.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Repeated refusals/drops of one kind are summarised in the log at most this often (seconds).
 LOG_INTERVAL = 10.0

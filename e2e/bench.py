@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -51,13 +52,19 @@ def build_request(seed: int, spans: int = 1000, spans_per_trace: int = 10, attri
             if i % spans_per_trace == 0:
                 trace_id = rnd.randbytes(16)
             span = ss.spans.add(
-                trace_id=trace_id, span_id=rnd.randbytes(8), name=f"GET /api/v1/items/{i % 50}", kind=2,
-                start_time_unix_nano=1_700_000_000_000_000_000 + i, end_time_unix_nano=1_700_000_000_100_000_000 + i,
+                trace_id=trace_id,
+                span_id=rnd.randbytes(8),
+                name=f"GET /api/v1/items/{i % 50}",
+                kind=2,
+                start_time_unix_nano=1_700_000_000_000_000_000 + i,
+                end_time_unix_nano=1_700_000_000_100_000_000 + i,
             )
             if i % spans_per_trace:
                 span.parent_span_id = rnd.randbytes(8)
             for a in range(attributes):
-                span.attributes.add(key=f"app.attribute.{a}", value=AnyValue(string_value=f"value-{rnd.randrange(10**6)}"))
+                span.attributes.add(
+                    key=f"app.attribute.{a}", value=AnyValue(string_value=f"value-{rnd.randrange(10**6)}")
+                )
     return req.SerializeToString()
 
 
@@ -75,8 +82,9 @@ def peak_rss_mib(pid: int) -> float:
 
 async def send(endpoint: str, requests: list[bytes], count: int, concurrency: int, gzip: bool) -> float:
     compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
-    async with grpc.aio.insecure_channel(endpoint, compression=compression,
-                                         options=[("grpc.max_send_message_length", -1)]) as channel:
+    async with grpc.aio.insecure_channel(
+        endpoint, compression=compression, options=[("grpc.max_send_message_length", -1)]
+    ) as channel:
         call = channel.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
         next_index = 0
         started = time.monotonic()
@@ -99,7 +107,7 @@ async def send(endpoint: str, requests: list[bytes], count: int, concurrency: in
         return time.monotonic() - started
 
 
-def run_case(work: Path, name: str, requests: list[bytes], count: int, concurrency: int, gzip: bool) -> dict:
+def run_case(work: Path, name: str, requests: list[bytes], count: int, concurrency: int, gzip: bool) -> dict[str, Any]:
     sinks = [SinkProcess(work, f"{name}-backend-{i}", "--count-only").start() for i in range(4)]
     otlp = {"compression": "gzip" if gzip else "none"}
     cfg = static_config([s.endpoint for s in sinks], otlp=otlp, routing_key="traceID")
@@ -111,8 +119,11 @@ def run_case(work: Path, name: str, requests: list[bytes], count: int, concurren
     try:
         warmup = max(20, count // 10)
         asyncio.run(send(dp.grpc_endpoint, requests, warmup, concurrency, gzip))
-        wait_until(lambda: dp.metric("ringleader_items_exported_total") >= warmup * spans_per_request, 120,
-                   what="warm-up exported")
+        wait_until(
+            lambda: dp.metric("ringleader_items_exported_total") >= warmup * spans_per_request,
+            120,
+            what="warm-up exported",
+        )
         cpu0 = cpu_seconds(pid)
         wall = asyncio.run(send(dp.grpc_endpoint, requests, count, concurrency, gzip))
         target = (warmup + count) * spans_per_request
@@ -121,9 +132,15 @@ def run_case(work: Path, name: str, requests: list[bytes], count: int, concurren
         spans = count * spans_per_request
         refused = dp.metric("ringleader_items_refused_total")
         return {
-            "case": name, "requests": count, "spans": spans, "cpu_s": cpu, "wall_s": wall,
-            "spans_per_cpu_s": spans / cpu if cpu else float("inf"), "spans_per_wall_s": spans / wall,
-            "peak_rss_mib": peak_rss_mib(pid), "refused_spans": refused,
+            "case": name,
+            "requests": count,
+            "spans": spans,
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "spans_per_cpu_s": spans / cpu if cpu else float("inf"),
+            "spans_per_wall_s": spans / wall,
+            "peak_rss_mib": peak_rss_mib(pid),
+            "refused_spans": refused,
             "failed": dp.metric("ringleader_items_failed_total"),
         }
     finally:
@@ -140,21 +157,29 @@ def main() -> int:
     args = parser.parse_args()
     requests = [build_request(seed) for seed in range(16)]
     size = sum(map(len, requests)) / len(requests)
-    print(f"# Ringleader data-plane benchmark\n\nmachine: {platform.node()} {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}; command: python -m e2e.bench "
-          f"--requests {args.requests} --concurrency {args.concurrency}\n")
-    print(f"request: 1000 spans, 10 attributes/span, 10 spans/trace, {size / 1024:.0f} KiB uncompressed; "
-          "routing traceID to 4 backends\n")
+    print(
+        f"# Ringleader data-plane benchmark\n\nmachine: {platform.node()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; command: python -m e2e.bench "
+        f"--requests {args.requests} --concurrency {args.concurrency}\n"
+    )
+    print(
+        f"request: 1000 spans, 10 attributes/span, 10 spans/trace, {size / 1024:.0f} KiB uncompressed; "
+        "routing traceID to 4 backends\n"
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="ringleader-bench-") as tmp:
         for name, gzip in (("none", False), ("gzip", True)):
             results.append(run_case(Path(tmp), name, requests, args.requests, args.concurrency, gzip))
-    print("| compression | spans | data-plane CPU s | spans / CPU-second | spans / wall-second | peak RSS MiB "
-          "| refused (retried) | lost |")
+    print(
+        "| compression | spans | data-plane CPU s | spans / CPU-second | spans / wall-second | peak RSS MiB "
+        "| refused (retried) | lost |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['case']} | {r['spans']} | {r['cpu_s']:.2f} | {r['spans_per_cpu_s']:,.0f} | "
-              f"{r['spans_per_wall_s']:,.0f} | {r['peak_rss_mib']:.0f} | {r['refused_spans']:.0f} | {r['failed']:.0f} |")
+        print(
+            f"| {r['case']} | {r['spans']} | {r['cpu_s']:.2f} | {r['spans_per_cpu_s']:,.0f} | "
+            f"{r['spans_per_wall_s']:,.0f} | {r['peak_rss_mib']:.0f} | {r['refused_spans']:.0f} | {r['failed']:.0f} |"
+        )
     if not args.no_ring_table:
         print()
         sys.stdout.flush()

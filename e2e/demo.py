@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.harness import DataPlaneProcess, SinkProcess, spans_of, static_config, wait_until
 
-from .loadgen import send_traces
+from .loadgen import ProducedSpan, send_traces
 
 TRACES = 600
 SPANS_PER_TRACE = 8
@@ -34,19 +34,28 @@ def main() -> int:
         dataplane_log = dataplane.log
         try:
             dataplane.start()
-            print(f"data plane: OTLP gRPC {dataplane.grpc_endpoint}, HTTP {dataplane.http_endpoint}, "
-                  f"metrics http://127.0.0.1:{dataplane.admin_port}/metrics")
+            print(
+                f"data plane: OTLP gRPC {dataplane.grpc_endpoint}, HTTP {dataplane.http_endpoint}, "
+                f"metrics http://127.0.0.1:{dataplane.admin_port}/metrics"
+            )
             print("backends:   " + ", ".join(b.endpoint for b in backends))
             started = time.monotonic()
-            produced = send_traces(dataplane.grpc_endpoint, "grpc", traces=TRACES // 2,
-                                   spans_per_trace=SPANS_PER_TRACE, seed=1)
-            produced += send_traces(dataplane.http_endpoint, "http", traces=TRACES // 2,
-                                    spans_per_trace=SPANS_PER_TRACE, seed=2)
-            print(f"load generator: {len(produced)} spans in {len({p.trace_id for p in produced})} traces from "
-                  f"{len({p.service for p in produced})} services (OpenTelemetry SDK, gRPC + HTTP) "
-                  f"in {time.monotonic() - started:.1f}s")
-            wait_until(lambda: sum(len(spans_of(b.records())) for b in backends) >= len(produced), 60,
-                       what="every span at a backend")
+            produced = send_traces(
+                dataplane.grpc_endpoint, "grpc", traces=TRACES // 2, spans_per_trace=SPANS_PER_TRACE, seed=1
+            )
+            produced += send_traces(
+                dataplane.http_endpoint, "http", traces=TRACES // 2, spans_per_trace=SPANS_PER_TRACE, seed=2
+            )
+            print(
+                f"load generator: {len(produced)} spans in {len({p.trace_id for p in produced})} traces from "
+                f"{len({p.service for p in produced})} services (OpenTelemetry SDK, gRPC + HTTP) "
+                f"in {time.monotonic() - started:.1f}s"
+            )
+            wait_until(
+                lambda: sum(len(spans_of(b.records())) for b in backends) >= len(produced),
+                60,
+                what="every span at a backend",
+            )
         except Exception as exc:
             print(f"demo failed: {exc}\n--- data plane log (tail) ---\n{dataplane_log.read_text()[-2000:]}")
             return 1
@@ -57,7 +66,7 @@ def main() -> int:
         return report(backends, produced)
 
 
-def report(backends: list[SinkProcess], produced: list) -> int:
+def report(backends: list[SinkProcess], produced: list[ProducedSpan]) -> int:
     received = {b.name: spans_of(b.records()) for b in backends}
     owners: dict[bytes, set[str]] = collections.defaultdict(set)
     for name, spans in received.items():
@@ -78,8 +87,10 @@ def report(backends: list[SinkProcess], produced: list) -> int:
     duplicated = sum(1 for n in span_ids.values() if n > 1)
     split_traces = sum(1 for o in owners.values() if len(o) > 1)
     print(f"{'total':<12} {total:>8} {len(owners):>8} {split_traces:>22} {'100.0%':>8}")
-    print(f"\nspans produced {len(produced)}, received {total}, lost {lost}, duplicated {duplicated}; "
-          f"traces split across backends: {split_traces}")
+    print(
+        f"\nspans produced {len(produced)}, received {total}, lost {lost}, duplicated {duplicated}; "
+        f"traces split across backends: {split_traces}"
+    )
     return 0 if (lost == 0 and duplicated == 0 and split_traces == 0 and total == len(produced)) else 1
 
 

@@ -221,7 +221,7 @@ def static_config(endpoints: list[str], **exporter: Any) -> dict[str, Any]:
 
 
 def decode_requests(records: list[tuple[str, bytes]], signal_name: str) -> list[Any]:
-    types = {
+    types: dict[str, Any] = {
         "traces": ExportTraceServiceRequest,
         "logs": ExportLogsServiceRequest,
         "metrics": ExportMetricsServiceRequest,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.loadgen import send_traces
+from e2e.loadgen import ProducedSpan, send_traces
 from tests.harness import DataPlaneProcess, SinkProcess, spans_of, static_config, wait_until
 
 
@@ -24,7 +24,7 @@ def _received(sinks: list[SinkProcess]) -> dict[str, list[tuple[bytes, bytes, st
     return {s.name: spans_of(s.records()) for s in sinks}
 
 
-def _assert_exactly_once_and_trace_affinity(sinks: list[SinkProcess], produced: list) -> dict[str, int]:
+def _assert_exactly_once_and_trace_affinity(sinks: list[SinkProcess], produced: list[ProducedSpan]) -> dict[str, int]:
     received = _received(sinks)
     span_counts = collections.Counter(span_id for spans in received.values() for _, span_id, _, _ in spans)
     duplicates = [sid.hex() for sid, n in span_counts.items() if n > 1]
@@ -84,7 +84,7 @@ def test_backend_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
     )
     dp = DataPlaneProcess(tmp_path, cfg).start()
     victim = sinks[1]
-    produced: list = []
+    produced: list[ProducedSpan] = []
     try:
         sender = threading.Thread(
             target=lambda: produced.extend(
