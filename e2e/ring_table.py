@@ -1,6 +1,6 @@
 """Print the hash-ring comparison table (Markdown) used in docs/ring.md.
 
-    python bench/ring_table.py [--sizes 3,10,30,100,300] [--trials 3]
+    python -m e2e.ring_table [--sizes 3,10,30,100,300] [--trials 3]
 
 For every backend count N and both algorithms: max/avg and min/avg share of the
 hash space (exact), keys moved when adding one backend and when removing one,
@@ -18,9 +18,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataplane.ring import build_ring, moved_fraction
 
@@ -62,11 +59,11 @@ def row(algorithm: str, n: int, trials: int, keys: list[bytes]) -> str:
     )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--sizes", default="3,10,30,100,300")
     ap.add_argument("--trials", type=int, default=3, help="backends added/removed per N (worst is shown)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     keys = [os.urandom(16) for _ in range(50_000)]
     print(f"Python {sys.version.split()[0]}; worst of {args.trials} added / removed backends per row.\n")
