@@ -183,9 +183,9 @@ def main() -> int:
     if not args.no_ring_table:
         print()
         sys.stdout.flush()
-        from . import ring_table
+        from .ring_table import main as ring_table
 
-        ring_table.main([])
+        ring_table([])
     return 0
 
 
