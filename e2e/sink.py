@@ -11,6 +11,8 @@ written with one ``write`` call. :func:`read_records` parses the file back.
 Failure injection for tests: ``--fail-first N`` answers UNAVAILABLE to the first
 N requests, ``--delay S`` sleeps before answering, ``--reject-all CODE`` answers
 every request with that status code. ``--count-only`` records nothing (benchmarks).
+``--timing FILE`` appends ``<start_ns> <end_ns>`` (CLOCK_MONOTONIC, comparable across
+processes) per request, so tests can check which exports overlapped in time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import os
 import signal
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +63,15 @@ class Sink:
         code = SIGNAL_CODES[signal_name]
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+            started = time.monotonic_ns()
+            try:
+                return await handle(request, context)
+            finally:
+                if self.args.timing:
+                    with open(self.args.timing, "a") as f:
+                        f.write(f"{started} {time.monotonic_ns()}\n")
+
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
             self.requests += 1
             if self.args.delay:
                 await asyncio.sleep(self.args.delay)
@@ -103,6 +115,7 @@ def main() -> None:
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--reject-all", default="")
+    parser.add_argument("--timing", default="")
     args = parser.parse_args()
     if args.count_only:
         args.record = ""
