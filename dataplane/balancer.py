@@ -270,7 +270,8 @@ class LoadBalancer:
     async def _deliver_queued_request(self, batch: Batch) -> None:
         failures = await self._deliver_request(batch, None, None)
         for f in failures:
-            self.telemetry.record_failed("loadbalancer", f.batch.signal, "retries_exhausted", f.batch.items, f.message)
+            reason = "retries_exhausted" if f.retryable else f.code
+            self.telemetry.record_failed("loadbalancer", f.batch.signal, reason, f.batch.items, f.message)
 
     async def _deliver_request(self, batch: Batch, route: Route | None, split: Split | None) -> list[_Failure]:
         """The exporter-level retry loop: only the parts that failed are re-routed and retried."""
