@@ -182,10 +182,17 @@ def service_name(resource: Resource) -> str | None:
     return found
 
 
-def resource_key_bytes(key: str, resource: Resource) -> tuple[bytes, bool]:
-    """Routing key of a whole resource group for ``service``/``resource``; (key, missing)."""
+def resource_key_bytes(signal: str, key: str, resource: Resource) -> tuple[bytes, bool]:
+    """Routing key of a whole resource group for ``service``/``resource``; (key, missing).
+
+    Traces use upstream's attribute-key form (``service.name=<value>|``, ``service.name=|``
+    when absent) so that the ``upstream`` ring algorithm routes exactly like upstream
+    collectors in a mixed fleet; logs and metrics hash the bare service name as upstream.
+    """
     if key == "service":
         name = service_name(resource)
+        if signal == "traces":
+            return f"service.name={name or ''}|".encode(), name is None
         return (name or "").encode(), name is None
     return ("resource/" + attributes_key(resource.attributes)).encode(), False
 
@@ -280,7 +287,7 @@ class WireSplitter:
                         items += count_items(data, ips, ipe)
         if items == 0:
             return 0
-        key, missing = resource_key_bytes(self.key, resource)
+        key, missing = resource_key_bytes(self.signal, self.key, resource)
         idx = lookup(key)
         out.setdefault(idx, []).append(data[field_start:stop])
         counts[idx] = counts.get(idx, 0) + items
@@ -477,7 +484,7 @@ class DecodeSplitter:
                 items = _count_group(self.signal, group)
                 if items == 0:
                     continue
-                key, key_missing = resource_key_bytes(self.key, group.resource)
+                key, key_missing = resource_key_bytes(self.signal, self.key, group.resource)
                 missing += items if key_missing else 0
                 idx = lookup(key)
                 out = outs.setdefault(idx, self._type())
