@@ -33,8 +33,9 @@ watch (RBAC), an unreachable API server or a broken stream is logged once per
 distinct reason as one line, stored in ``last_error`` (``/readyz``), counted in
 ``otelcol_loadbalancer_num_resolutions{resolver="k8s",success="false"}`` and
 retried with exponential backoff (1s doubling to 30s, with jitter); the last
-good set stays in use. A dropped watch resumes from the last resourceVersion
-seen; an expired one (410 Gone) triggers a fresh list. A Service whose
+good set stays in use. A watch whose connection breaks resumes at once from the
+last resourceVersion seen (not a failure unless that fails too); an expired
+resourceVersion (410 Gone) triggers a fresh list. A Service whose
 EndpointSlices list no ready endpoint publishes the empty set: that is the
 truth, and the data plane refuses data with ``no_backends`` until pods return.
 
@@ -47,6 +48,7 @@ has the Role and RoleBinding.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Mapping
@@ -57,7 +59,7 @@ from typing import Any
 from ..config_model import K8sResolverConfig
 from ..telemetry import Telemetry
 from .base import Resolver
-from .kubeclient import SERVICEACCOUNT_DIR, KubeAPIError, KubeClient, KubeConfigError
+from .kubeclient import SERVICEACCOUNT_DIR, KubeAPIError, KubeClient, KubeConfigError, WatchInterrupted
 
 log = logging.getLogger("ringleader.resolver.k8s")
 
@@ -170,6 +172,7 @@ class K8sResolver(Resolver):
         self._missing_hostnames = 0
         self._flush_timer: asyncio.TimerHandle | None = None
         self._dirty_since: float | None = None
+        self._backoff = _Backoff()
         self._path = f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices"
         self._params = {"labelSelector": f"{SERVICE_NAME_LABEL}={self.name}"}
 
@@ -187,18 +190,25 @@ class K8sResolver(Resolver):
             self._record_failure(self._describe(exc))
 
     async def _run(self) -> None:
-        backoff = _Backoff()
+        backoff = self._backoff
         try:
+            if self.last_error is not None:  # the first attempt in start() failed: wait before the next
+                await asyncio.sleep(backoff.next())
             while True:
                 try:
                     if self._resource_version is None:
                         await self._list()
                         backoff.reset()
                     started = asyncio.get_running_loop().time()
-                    if await self._watch():
-                        backoff.reset()
-                    elif asyncio.get_running_loop().time() - started < 1.0:
-                        # A server that ends watches at once must not make us spin.
+                    try:
+                        delivered = await self._watch()
+                    except WatchInterrupted as exc:
+                        # Not a failure yet: the re-watch right after decides.
+                        log.info("k8s resolver: %s; resuming from resourceVersion %s",
+                                 exc, self._resource_version)
+                        delivered = False
+                    if not delivered and asyncio.get_running_loop().time() - started < 1.0:
+                        # A watch that ends or breaks at once must not make us spin.
                         await asyncio.sleep(1.0)
                 except asyncio.CancelledError:
                     raise
@@ -258,27 +268,34 @@ class K8sResolver(Resolver):
         client = self._get_client()
         server_timeout = self._watch_timeout or random.randint(300, 600)
         delivered = False
-        async for event in client.watch(self._path, self._params, self._resource_version,
-                                        self._timeout, server_timeout):
-            kind = event.get("type")
-            if kind == "OPEN":
-                if self.last_error is not None:
-                    self._record_success()
-                continue
-            delivered = True
-            obj = event.get("object") or {}
-            meta = obj.get("metadata") or {}
-            if kind in ("ADDED", "MODIFIED"):
-                self._slices[str(meta["name"])] = SliceView.of(obj, self.cfg.return_hostnames,
-                                                               self.name, self.namespace)
-                self._schedule_flush()
-            elif kind == "DELETED":
-                self._slices.pop(str(meta["name"]), None)
-                self._schedule_flush()
-            # BOOKMARK only moves the resourceVersion forward.
-            if meta.get("resourceVersion"):
-                self._resource_version = str(meta["resourceVersion"])
+        stream = client.watch(self._path, self._params, self._resource_version, self._timeout,
+                              server_timeout)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                delivered |= self._apply(event)
         return delivered
+
+    def _apply(self, event: Mapping[str, Any]) -> bool:
+        """Fold one watch event into the view; True if it was a real event."""
+        kind = event.get("type")
+        if kind == "OPEN":
+            self._backoff.reset()
+            if self.last_error is not None:
+                self._record_success()
+            return False
+        obj = event.get("object") or {}
+        meta = obj.get("metadata") or {}
+        if kind in ("ADDED", "MODIFIED"):
+            self._slices[str(meta["name"])] = SliceView.of(obj, self.cfg.return_hostnames,
+                                                           self.name, self.namespace)
+            self._schedule_flush()
+        elif kind == "DELETED":
+            self._slices.pop(str(meta["name"]), None)
+            self._schedule_flush()
+        # BOOKMARK only moves the resourceVersion forward.
+        if meta.get("resourceVersion"):
+            self._resource_version = str(meta["resourceVersion"])
+        return True
 
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, KubeConfigError):

@@ -32,7 +32,7 @@ import asyncio
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,10 @@ class KubeAPIError(Exception):
     def expired(self) -> bool:
         """True for 410 Gone / ``Expired``: the resourceVersion is too old, re-list."""
         return self.status == 410 or self.reason in ("Expired", "Gone")
+
+
+class WatchInterrupted(KubeAPIError):
+    """An open watch stream broke (connection lost, idle too long): resume from the last position."""
 
 
 @dataclass
@@ -235,9 +239,10 @@ class KubeClient:
             query["continue"] = meta["continue"]
 
     async def watch(self, path: str, params: Mapping[str, str], resource_version: str,
-                    connect_timeout: float | None, server_timeout: int) -> AsyncIterator[JSON]:
+                    connect_timeout: float | None, server_timeout: int) -> AsyncGenerator[JSON, None]:
         """Stream watch events (``{"type": ..., "object": ...}``) from ``resource_version``.
 
+        A stream that breaks after it opened raises :class:`WatchInterrupted`.
         The first item is ``{"type": "OPEN"}``: the server accepted the watch (useful to
         declare a failed resolver healthy again before any change arrives). The server
         ends the stream after ``server_timeout`` seconds; the iterator then simply stops.
@@ -251,12 +256,14 @@ class KubeClient:
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
                                         sock_connect=connect_timeout, sock_read=server_timeout + 30)
+        opened = False
         try:
             async with session.get(self._url(path, query), headers=await self._headers(),
                                    proxy=self._creds.proxy, server_hostname=self._creds.server_hostname,
                                    timeout=timeout) as resp:
                 if resp.status != 200:
                     raise self._error("watch", what, resp.status, await resp.read())
+                opened = True
                 yield {"type": "OPEN"}
                 # One JSON event per line; lines can be long (big slices), so no line limit.
                 buffer = b""
@@ -273,4 +280,7 @@ class KubeClient:
                                                int(obj.get("code") or 0), str(obj.get("reason") or ""))
                         yield event
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if opened:
+                raise WatchInterrupted(f"watch {what}: connection to {self._creds.host} lost "
+                                       f"({type(exc).__name__})") from exc
             raise self._transport_error("watch", what, exc) from exc
