@@ -33,7 +33,8 @@ What the server offers:
   addresses and never connect to them.
 
 Processes are stopped with terminate, wait, kill; they also die with the test
-process (``PR_SET_PDEATHSIG``) if it is killed before it can clean up.
+process (``PR_SET_PDEATHSIG``) if it is killed before it can clean up, and the
+next start deletes work directories such killed runs left behind.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -65,6 +67,7 @@ E2E_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = E2E_DIR / "build_k8s.sh"
 
 _PR_SET_PDEATHSIG = 1
+_WORKDIR_PREFIX = "ringleader-envtest-"
 
 
 class EnvTestError(RuntimeError):
@@ -76,13 +79,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RINGLEADER_CACHE") or Path.home() / ".cache" / "ringleader")
 
 
-def binaries_ready() -> bool:
+def _build_args(with_controller_manager: bool) -> list[str]:
+    return [str(BUILD_SCRIPT)] + (["--with-controller-manager"] if with_controller_manager else [])
+
+
+def binaries_ready(with_controller_manager: bool = False) -> bool:
     """True when ``build_k8s.sh`` has nothing to do (the binaries exist with the expected versions)."""
-    return subprocess.run([str(BUILD_SCRIPT), "--check"], capture_output=True).returncode == 0
+    check = [*_build_args(with_controller_manager), "--check"]
+    return subprocess.run(check, capture_output=True).returncode == 0
 
 
-def ensure_binaries(log_file: Path | None = None) -> Path:
-    """Build etcd and kube-apiserver if needed (minutes, once) and return their directory.
+def ensure_binaries(log_file: Path | None = None, with_controller_manager: bool = False) -> Path:
+    """Build etcd and kube-apiserver (and kube-controller-manager if asked) if needed and return their
+    directory. The first build takes minutes; later calls only check versions.
 
     The build's output goes to ``log_file`` (default ``<cache>/build_k8s.log``); on
     failure the exception carries its tail. Safe to call from concurrent processes.
@@ -90,7 +99,9 @@ def ensure_binaries(log_file: Path | None = None) -> Path:
     log_path = log_file or cache_dir() / "build_k8s.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        proc = subprocess.run([str(BUILD_SCRIPT), "--print-bin-dir"], stdout=subprocess.PIPE, stderr=log)
+        proc = subprocess.run(
+            [*_build_args(with_controller_manager), "--print-bin-dir"], stdout=subprocess.PIPE, stderr=log
+        )
     if proc.returncode != 0:
         raise EnvTestError(
             f"{BUILD_SCRIPT.name} failed (exit {proc.returncode}); last lines of {log_path}:\n"
@@ -183,6 +194,7 @@ class EnvTest:
         self._etcd: _Process | None = None
         self._apiserver: _Process | None = None
         self._sa_count = 0
+        self._workdir_lock: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -199,7 +211,12 @@ class EnvTest:
         for binary in ("etcd", "kube-apiserver"):
             if not (self.bin_dir / binary).is_file():
                 raise EnvTestError(f"{self.bin_dir / binary} is missing; run {BUILD_SCRIPT}")
-        self.workdir = Path(tempfile.mkdtemp(prefix="ringleader-envtest-"))
+        _remove_abandoned_workdirs()
+        # Lock first, then give the directory its sweepable name, so no sweep sees it unlocked.
+        staging = Path(tempfile.mkdtemp(prefix=f".{_WORKDIR_PREFIX}"))
+        self._workdir_lock = _lock_workdir(staging, blocking=True)
+        self.workdir = staging.with_name(staging.name[1:])
+        staging.rename(self.workdir)
         atexit.register(self.stop)
         try:
             self._write_credentials()
@@ -227,6 +244,9 @@ class EnvTest:
         self._stop_processes()
         if self.workdir != Path() and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._workdir_lock is not None:
+            os.close(self._workdir_lock)
+            self._workdir_lock = None
         atexit.unregister(self.stop)
 
     def _stop_processes(self) -> None:
@@ -484,6 +504,36 @@ class EnvTest:
             except ApiException as exc:
                 if exc.status != 409:
                     raise
+
+
+def _lock_workdir(workdir: Path, *, blocking: bool) -> int | None:
+    """Hold an flock on ``workdir/.owner`` for as long as the returned fd stays open (the owner's life).
+
+    The kernel drops the lock when the owner dies, however it dies, which is how
+    :func:`_remove_abandoned_workdirs` tells a live run's directory from a killed run's leftovers.
+    """
+    fd = os.open(workdir / ".owner", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_abandoned_workdirs() -> None:
+    """Delete work directories left by runs killed before they could clean up (SIGKILL, SIGTERM).
+
+    Their etcd and kube-apiserver are already gone (PR_SET_PDEATHSIG); only files remain.
+    """
+    for workdir in Path(tempfile.gettempdir()).glob(f"{_WORKDIR_PREFIX}*"):
+        try:
+            fd = _lock_workdir(workdir, blocking=False)
+        except OSError:
+            continue  # not ours to judge (vanished meanwhile, or no permission)
+        if fd is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+            os.close(fd)
 
 
 def _free_port() -> int:

@@ -7,6 +7,9 @@ nothing here ever connects to them.
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +20,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from e2e.envtest import EnvTest, EnvTestError
+from e2e.envtest import EnvTest, EnvTestError, _remove_abandoned_workdirs
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _eventually(call: Callable[[], T], deadline_s: float = 15.0) -> T:
@@ -158,3 +162,32 @@ def test_failed_start_raises_with_the_log_tail_and_stops_etcd(envtest: EnvTest, 
     assert "exited with 3" in str(failed.value)
     assert _processes_using(env.workdir) == []
     assert not env.workdir.exists()
+
+
+def test_killed_run_leaves_no_process_and_its_files_are_swept(envtest: EnvTest) -> None:
+    # A separate test process that starts a control plane, reports its work dir and waits to be killed.
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from e2e.envtest import EnvTest\n"
+        "env = EnvTest(Path(sys.argv[1])).start()\n"
+        "print(env.workdir, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    victim = subprocess.Popen(
+        [sys.executable, "-c", script, str(envtest.bin_dir)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert victim.stdout is not None
+    workdir = Path(victim.stdout.readline().strip())
+    assert len(_processes_using(workdir)) == 2
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+
+    deadline = time.monotonic() + 15
+    while _processes_using(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_using(workdir) == []
+    assert workdir.exists()  # nobody could clean up ...
+    _remove_abandoned_workdirs()  # ... until the next start sweeps it,
+    assert not workdir.exists()
+    assert envtest.workdir.exists()  # sparing the directories of live runs.
