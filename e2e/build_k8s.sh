@@ -40,7 +40,7 @@ main() {
       --with-controller-manager) with_kcm=1 ;;
       --print-bin-dir) print_bin_dir=1 ;;
       --check) check_only=1 ;;
-      -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
       *) echo "build_k8s.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
   done
@@ -105,8 +105,8 @@ main() {
   mkdir -p "$GOMODCACHE" "$GOCACHE"
 
   started=$SECONDS
-  log "first build of etcd $ETCD_VERSION and kube-apiserver $K8S_VERSION from the Go module proxy;" \
-      "this takes many minutes and a few GB under $CACHE"
+  log "building what is missing in $BIN (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION) from the Go module" \
+      "proxy; a first build takes minutes and a few GB under $CACHE"
 
   # Build the main package $2 of wrapper module dir $1 into $BIN/$3 atomically.
   build_into_bin() {
