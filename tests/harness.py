@@ -246,3 +246,123 @@ def spans_of(records: list[tuple[str, bytes]]) -> list[tuple[bytes, bytes, str, 
                 for span in ss.spans:
                     out.append((span.trace_id, span.span_id, svc, span.name))
     return out
+
+
+# ------------------------------------------------------- logs, metrics, raw requests -----
+#
+# Appended for the logs/metrics, bad-input and shutdown tests: decoders that turn what
+# the sinks received back into the identities e2e.loadgen produced, and raw OTLP
+# requests (bytes over a plain gRPC channel or urllib) for input the SDK never sends.
+
+from e2e.loadgen import ProducedLog, ProducedPoint  # noqa: E402 - appended section
+
+
+def _any_text(value: Any) -> str:
+    kind = value.WhichOneof("value")
+    return "" if kind is None else str(getattr(value, kind))
+
+
+def _attr(attributes: Any, key: str) -> str:
+    for kv in attributes:
+        if kv.key == key:
+            return _any_text(kv.value)
+    return ""
+
+
+def logs_of(records: list[tuple[str, bytes]]) -> list[ProducedLog]:
+    """Every log record received, as the identity e2e.loadgen.send_logs produced it."""
+    out = []
+    for req in decode_requests(records, "logs"):
+        for rl in req.resource_logs:
+            svc = resource_service(rl.resource)
+            inst = _attr(rl.resource.attributes, "service.instance.id")
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    tenant = _attr(rec.attributes, "tenant")
+                    out.append(ProducedLog(rec.body.string_value, rec.trace_id, svc, inst, sl.scope.name, tenant))
+    return out
+
+
+def points_of(records: list[tuple[str, bytes]]) -> list[ProducedPoint]:
+    """Every metric data point received, as the identity e2e.loadgen.send_metrics produced it."""
+    out = []
+    for req in decode_requests(records, "metrics"):
+        for rm in req.resource_metrics:
+            svc = resource_service(rm.resource)
+            inst = _attr(rm.resource.attributes, "service.instance.id")
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    for point in getattr(metric, kind).data_points:
+                        attrs = tuple(sorted((kv.key, _any_text(kv.value)) for kv in point.attributes))
+                        out.append(
+                            ProducedPoint(
+                                svc, inst, sm.scope.name, metric.name, metric.unit, attrs, point.time_unix_nano
+                            )
+                        )
+    return out
+
+
+def wait_for_log(path: Path, needle: str, timeout: float = 30.0) -> str:
+    """Wait until a process log contains ``needle``; return the first line containing it."""
+
+    def find() -> str | None:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return next((line for line in text.splitlines() if needle in line), None)
+
+    return str(wait_until(find, timeout, what=f"{needle!r} in {path.name}"))
+
+
+GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+}
+
+
+def grpc_export(target: str, signal_name: str, payload: bytes, timeout: float = 15.0) -> tuple[Any, str]:
+    """Send raw request bytes to an OTLP/gRPC Export method: (grpc.StatusCode, details)."""
+    import grpc
+
+    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        call = channel.unary_unary(GRPC_METHODS[signal_name])
+        try:
+            call(payload, timeout=timeout)
+        except grpc.RpcError as exc:
+            return exc.code(), str(exc.details())
+        return grpc.StatusCode.OK, ""
+
+
+def http_post(
+    url: str, body: bytes, content_type: str = "application/x-protobuf", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """POST raw bytes; (status, response headers, response body) whatever the status."""
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def trace_request(spans: list[tuple[bytes, bytes]], service: str = "raw-client") -> bytes:
+    """A serialized ExportTraceServiceRequest: one resource, one scope, a span per (trace_id, span_id)."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key = "service.name"
+    kv.value.string_value = service
+    ss = rs.scope_spans.add()
+    ss.scope.name = "ringleader.tests"
+    for trace_id, span_id in spans:
+        span = ss.spans.add()
+        span.trace_id = trace_id
+        span.span_id = span_id
+        span.name = f"span-{span_id.hex()}"
+        span.start_time_unix_nano = 1_700_000_000_000_000_000
+        span.end_time_unix_nano = 1_700_000_000_001_000_000
+    return req.SerializeToString()
