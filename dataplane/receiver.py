@@ -241,7 +241,10 @@ class HTTPReceiver:
 
     async def start(self) -> None:
         host, _, port = self._cfg.endpoint.rpartition(":")
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # aiohttp would inflate gzip/deflate bodies itself and _decompress would then fail on the
+        # plain bytes (400 for every compressed request): leave it to _decompress, which is bounded
+        # by the size limit and answers 415 for encodings it does not know.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True)
         await site.start()
