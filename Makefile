@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test lint typecheck unit demo bench ring-table system-deps venv clean
+.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins venv clean
 
 all: test
 
@@ -32,13 +32,18 @@ system-deps:
 	fi
 	@command -v go >/dev/null 2>&1 || { echo "Go is missing: the Kubernetes tests build kube-apiserver and etcd from Go modules; install Go >= 1.24"; exit 1; }
 
+# kube-apiserver + etcd for the envtest, built once from the Go module proxy and cached
+# outside the repo (~/.cache/ringleader); a no-op when the cache is warm.
+k8s-bins: system-deps
+	bash e2e/build_k8s.sh
+
 lint: venv
 	$(BIN)/ruff check .
 
 typecheck: venv
 	$(BIN)/mypy
 
-test: venv system-deps lint typecheck
+test: venv system-deps lint typecheck k8s-bins
 	$(BIN)/python -m pytest
 
 unit: venv
