@@ -63,6 +63,7 @@ from .wire import (
     find_len_field,
     frame,
     iter_len_fields,
+    read_tag,
     read_varint,
     skip_field,
 )
@@ -239,25 +240,39 @@ class WireSplitter:
         counts: dict[int, int] = {}
         missing = 0
         by_resource = self.key in self.RESOURCE_KEYS
+        unknown: list[bytes] = []
         pos, end = 0, len(data)
         while pos < end:
+            field_start = pos
             tag = data[pos]
-            if tag != 0x0A:
-                # Not a resource group: an unknown request field. Validate and skip it.
-                tag, pos = read_varint(data, pos, end)
-                if tag >> 3 == 0:
-                    raise MalformedError("field number 0")
-                pos = skip_field(data, tag & 7, pos, end)
-                continue
-            length, start = read_varint(data, pos + 1, end)
+            if tag == 0x0A:
+                length, start = read_varint(data, pos + 1, end)
+            else:
+                if tag < 0x80:
+                    pos += 1
+                    if tag >> 3 == 0:
+                        raise MalformedError("field number 0")
+                else:
+                    # A padded tag can still be a resource group: the runtime reads it as one.
+                    tag, pos = read_tag(data, pos, end)
+                if tag != 0x0A:
+                    # An unknown request field: kept for every part, like unknown fields at every level.
+                    pos = skip_field(data, tag & 7, pos, end)
+                    unknown.append(data[field_start:pos])
+                    continue
+                length, start = read_varint(data, pos, end)
             stop = start + length
             if stop > end:
                 raise MalformedError("resource group overruns the request")
             if by_resource:
-                missing += self._route_resource_group(data, start, stop, pos, lookup, out, counts)
+                missing += self._route_resource_group(data, start, stop, field_start, lookup, out, counts)
             else:
                 missing += self._split_resource_group(data, start, stop, lookup, out, counts)
             pos = stop
+        if unknown:
+            tail = b"".join(unknown)
+            for chunks in out.values():
+                chunks.append(tail)
         parts = {idx: (b"".join(chunks), counts[idx]) for idx, chunks in out.items()}
         return Split(parts, sum(counts.values()), missing)
 
@@ -361,62 +376,66 @@ class WireSplitter:
                     length = b
                 else:
                     length, q = read_varint(data, pos + 1, end)
-                item_end = q + length
-                if item_end > end:
-                    raise MalformedError("item overruns its scope group")
-                # --- the routing key of this item -------------------------------------------
-                if traces:
-                    if data[q] == 0x0A and data[q + 1] == 0x10 and q + 18 <= item_end if length >= 18 else False:
-                        if last_idx >= 0 and data.startswith(last_key, q + 2):
-                            idx = last_idx
-                        else:
-                            last_key = data[q + 2 : q + 18]
-                            idx = last_idx = lookup(last_key)
-                    else:
-                        found = find_len_field(data, q, item_end, _SPAN_TRACE_ID_TAG)
-                        tid = data[found[0] : found[1]] if found else b""
-                        key, was_missing = _span_key(tid)
-                        missing += was_missing
-                        idx = lookup(key)
-                    n = 1
-                elif logs:
-                    found = find_len_field(data, q, item_end, _LOG_TRACE_ID_TAG)
-                    key, was_missing = _log_key(data[found[0] : found[1]] if found else b"", rng)
-                    missing += was_missing
-                    idx = lookup(key)
-                    n = 1
+            else:
+                if tag < 0x80:
+                    q = pos + 1
+                    if tag >> 3 == 0:
+                        raise MalformedError("field number 0")
                 else:
-                    found = find_len_field(data, q, item_end, _METRIC_NAME_TAG)
-                    name = data[found[0] : found[1]] if found else b""
-                    idx = lookup(name)
-                    n = _count_metric_points(data, q, item_end)
-                # --- extend or flush the current run ----------------------------------------
-                if idx != run_idx:
+                    # A padded tag can still be an item: the runtime reads it as one.
+                    tag, q = read_tag(data, pos, end)
+                if tag != 0x12:
+                    # Scope (field 1), schema_url (field 3) or an unknown field: flush the run so
+                    # item bytes stay contiguous, then keep the raw field for every output.
                     if run_idx >= 0 and field_start > run_start:
                         runs.setdefault(run_idx, []).append(data[run_start:field_start])
                         counts[run_idx] = counts.get(run_idx, 0) + run_items
-                    run_idx = idx
-                    run_start = field_start
+                    run_idx = -1
                     run_items = 0
-                run_items += n
-                pos = item_end
+                    pos = skip_field(data, tag & 7, q, end)
+                    (head if tag == 0x0A else tail).append(data[field_start:pos])
+                    run_start = pos
+                    continue
+                length, q = read_varint(data, q, end)
+            item_end = q + length
+            if item_end > end:
+                raise MalformedError("item overruns its scope group")
+            # --- the routing key of this item -------------------------------------------
+            if traces:
+                if data[q] == 0x0A and data[q + 1] == 0x10 and q + 18 <= item_end if length >= 18 else False:
+                    if last_idx >= 0 and data.startswith(last_key, q + 2):
+                        idx = last_idx
+                    else:
+                        last_key = data[q + 2 : q + 18]
+                        idx = last_idx = lookup(last_key)
+                else:
+                    found = find_len_field(data, q, item_end, _SPAN_TRACE_ID_TAG)
+                    tid = data[found[0] : found[1]] if found else b""
+                    key, was_missing = _span_key(tid)
+                    missing += was_missing
+                    idx = lookup(key)
+                n = 1
+            elif logs:
+                found = find_len_field(data, q, item_end, _LOG_TRACE_ID_TAG)
+                key, was_missing = _log_key(data[found[0] : found[1]] if found else b"", rng)
+                missing += was_missing
+                idx = lookup(key)
+                n = 1
             else:
-                # Scope (field 1), schema_url (field 3) or an unknown field: flush the run so
-                # item bytes stay contiguous, then keep the raw field for every output.
+                found = find_len_field(data, q, item_end, _METRIC_NAME_TAG)
+                name = data[found[0] : found[1]] if found else b""
+                idx = lookup(name)
+                n = _count_metric_points(data, q, item_end)
+            # --- extend or flush the current run ----------------------------------------
+            if idx != run_idx:
                 if run_idx >= 0 and field_start > run_start:
                     runs.setdefault(run_idx, []).append(data[run_start:field_start])
                     counts[run_idx] = counts.get(run_idx, 0) + run_items
-                run_idx = -1
+                run_idx = idx
+                run_start = field_start
                 run_items = 0
-                if tag < 0x80:
-                    pos += 1
-                else:
-                    tag, pos = read_varint(data, pos, end)
-                if tag >> 3 == 0:
-                    raise MalformedError("field number 0")
-                pos = skip_field(data, tag & 7, pos, end)
-                (head if tag == 0x0A else tail).append(data[field_start:pos])
-                run_start = pos
+            run_items += n
+            pos = item_end
         if run_idx >= 0 and end > run_start:
             runs.setdefault(run_idx, []).append(data[run_start:end])
             counts[run_idx] = counts.get(run_idx, 0) + run_items
@@ -438,10 +457,18 @@ def _count_one(data: bytes, pos: int, end: int) -> int:
 
 
 def _count_metric_points(data: bytes, pos: int, end: int) -> int:
-    """Number of data points in one Metric message (its items for counting)."""
+    """Number of data points in one Metric message (its items for counting).
+
+    The data fields form a oneof: like the runtime, a field of another kind than the one
+    before it replaces it, one of the same kind merges into it (its points add up).
+    """
     points = 0
+    kind = -1
     for tag, _fs, ps, pe in iter_len_fields(data, pos, end):
         if tag in _METRIC_DATA_TAGS:
+            if tag != kind:
+                kind = tag
+                points = 0
             for t, _s, _p, _e in iter_len_fields(data, ps, pe):
                 if t == 0x0A:
                     points += 1
@@ -503,11 +530,14 @@ class DecodeSplitter:
                             if g is None:
                                 out = outs.setdefault(idx, self._type())
                                 g = getattr(out, groups_field).add()
-                                g.resource.CopyFrom(group.resource)
+                                # Copy presence too: an absent resource or scope stays absent.
+                                if group.HasField("resource"):
+                                    g.resource.CopyFrom(group.resource)
                                 g.schema_url = group.schema_url
                                 group_outs[idx] = g
                             target = getattr(g, scopes_field).add()
-                            target.scope.CopyFrom(scope.scope)
+                            if scope.HasField("scope"):
+                                target.scope.CopyFrom(scope.scope)
                             target.schema_url = scope.schema_url
                             scope_outs[idx] = target
                         getattr(target, items_field).add().CopyFrom(piece)

@@ -50,6 +50,19 @@ def read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
             raise MalformedError("varint too long")
 
 
+def read_tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Decode a tag at ``pos``; returns (tag, next position).
+
+    Callers read one-byte tags inline (the common case) and come here for the rest.
+    Like the protobuf runtime, this refuses field number 0 and tags beyond 32 bits;
+    a padded (non-canonical) encoding is accepted and yields the same tag.
+    """
+    tag, pos = read_varint(data, pos, end)
+    if tag >> 32 or tag >> 3 == 0:
+        raise MalformedError(f"invalid tag {tag}")
+    return tag, pos
+
+
 def skip_field(data: bytes, wire_type: int, pos: int, end: int) -> int:
     """Skip the value of a field whose tag was just read; returns the next position."""
     if wire_type == VARINT:
@@ -102,9 +115,11 @@ def find_len_field(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]
         if t < 0x80:
             pos += 1
         else:
-            t, pos = read_varint(data, pos, end)
+            t, pos = read_tag(data, pos, end)
         wt = t & 7
         if wt == LEN:
+            if t == LEN:
+                raise MalformedError("field number 0")
             b = data[pos] if pos < end else 0x80
             if b < 0x80 and pos < end:
                 length = b
@@ -138,7 +153,7 @@ def iter_len_fields(data: bytes, pos: int, end: int) -> list[tuple[int, int, int
         if t < 0x80:
             pos += 1
         else:
-            t, pos = read_varint(data, pos, end)
+            t, pos = read_tag(data, pos, end)
         if t >> 3 == 0:
             raise MalformedError("field number 0")
         wt = t & 7
