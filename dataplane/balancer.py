@@ -208,9 +208,12 @@ class LoadBalancer:
             await backend.queue.wait_idle()
             await backend.queue.stop()
         await backend.client.close(grace=1.0)
-        for metric in (self.telemetry.queue_size, self.telemetry.queue_items):
-            with contextlib.suppress(KeyError):
-                metric.remove(backend.endpoint)
+        if backend.endpoint not in self._backends:
+            # Back in the set while this one drained? Then the gauges belong to its successor.
+            for metric in (self.telemetry.queue_size, self.telemetry.queue_items):
+                with contextlib.suppress(KeyError):
+                    metric.remove(backend.endpoint)
+        log.info("backend %s retired", backend.endpoint)
 
     def _reroute(self, batches: list[Batch]) -> None:
         """Hand batches accepted for a departed backend to their new owners."""
