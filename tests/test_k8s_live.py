@@ -365,7 +365,8 @@ def test_terminating_pod_leaves_the_ring_at_once_and_its_queue_is_rerouted_witho
         # The pod starts shutting down (preStop): the controller marks its endpoint terminating.
         tier2.put_slice("tier2-a", [pod(s.host, terminating=s is slow) for s in pods])
         remaining = sorted(s.endpoint for s in pods if s is not slow)
-        wait_until(lambda: ring(dp) == remaining, 5, interval=0.02, what="the terminating pod to leave the ring")
+        # Within the resolver's 200 ms debounce plus a ring build; the deadline only absorbs a loaded machine.
+        wait_until(lambda: ring(dp) == remaining, 10, interval=0.02, what="the terminating pod to leave the ring")
         assert sender.is_alive(), "the stream should still be flowing when the pod leaves"
         wait_until(
             lambda: dp.metric("ringleader_items_rerouted_total", signal="traces") > 0,
@@ -412,7 +413,7 @@ def test_a_pod_added_in_a_second_slice_joins_the_ring_and_receives_traffic(
 
         # Scale up: the controller puts the new pod into a second slice of the Service.
         tier2.put_slice("tier2-b", [pod(new.host)])
-        wait_until(lambda: ring(dp) == sorted(s.endpoint for s in pods), 5, what="the new pod to join the ring")
+        wait_until(lambda: ring(dp) == sorted(s.endpoint for s in pods), 10, what="the new pod to join the ring")
 
         after = send_traces(dp.grpc_endpoint, "grpc", traces=150, spans_per_trace=4, seed=24)
         wait_all_arrived(pods, before + after)
