@@ -20,14 +20,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# System packages the tests drive for real: dnsmasq (DNS resolver tests).
+# System packages the tests drive for real: dnsmasq (DNS resolver tests), iproute2 (network
+# namespaces for the Kubernetes live tests), openssl (envtest service-account keys).
+SYSTEM_PACKAGES := dnsmasq:dnsmasq-base ip:iproute2 openssl:openssl
 system-deps:
-	@if ! command -v dnsmasq >/dev/null 2>&1 && ! test -x /usr/sbin/dnsmasq; then \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+		command -v $$cmd >/dev/null 2>&1 || test -x /usr/sbin/$$cmd || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing dnsmasq-base (DNS resolver tests run a real DNS server)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null; \
+			echo "installing$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "dnsmasq is missing: run 'sudo apt-get install dnsmasq-base'"; exit 1; \
+			echo "missing system packages: run 'sudo apt-get install$$missing'"; exit 1; \
 		fi; \
 	fi
 	@command -v go >/dev/null 2>&1 || { echo "Go is missing: the Kubernetes tests build kube-apiserver and etcd from Go modules; install Go >= 1.24"; exit 1; }
