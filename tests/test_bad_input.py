@@ -74,6 +74,11 @@ def _wait_delivered(sinks: list[SinkProcess], spans: list[tuple[bytes, bytes]]) 
     return result
 
 
+def _assert_none_delivered(sinks: list[SinkProcess], spans: list[tuple[bytes, bytes]]) -> None:
+    leaked = {sid for _, sid in spans} & _received_span_ids(sinks).keys()
+    assert not leaked, f"{len(leaked)} of {len(spans)} spans of refused requests reached a backend"
+
+
 def _assert_serves(dp: DataPlaneProcess, sinks: list[SinkProcess]) -> None:
     """The data plane still accepts and delivers valid requests over both transports."""
     assert dp.proc is not None and dp.proc.poll() is None, "the data plane exited"
@@ -240,6 +245,17 @@ def test_valid_otlp_json_with_hex_ids_is_accepted_and_routed_by_its_trace_ids(
     _assert_serves(dp, sinks)
 
 
+def test_json_ids_must_be_hex_not_base64(dp: DataPlaneProcess, sinks: list[SinkProcess]) -> None:
+    # protobuf's JSON mapping would read base64 bytes; OTLP/JSON says hex. A base64 ID is refused.
+    counters = Counters(dp)
+    tid, sid = os.urandom(16), os.urandom(8)
+    body = _json_spans([(tid, sid)], "b64").replace(tid.hex().encode(), base64.b64encode(tid))
+    status, _, _ = http_post(f"{dp.http_endpoint}/v1/traces", body, "application/json")
+    assert status == 400
+    assert counters.delta("requests") == {"malformed": 1}
+    _assert_serves(dp, sinks)
+
+
 # ------------------------------------------------------------------- size and encoding -----
 
 
@@ -265,7 +281,7 @@ def test_requests_over_the_size_limit_are_resource_exhausted_or_413(
     code, _ = grpc_export(dp.grpc_endpoint, "traces", b"\x0a" + b"\x00" * (3 << 20))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     _assert_serves(dp, sinks)
-    assert not {sid for _, sid in big_spans} & _received_span_ids(sinks).keys()
+    _assert_none_delivered(sinks, big_spans)
 
 
 def test_gzip_and_deflate_bodies_are_accepted_and_unknown_encodings_are_415(
@@ -342,7 +358,40 @@ def test_wrong_length_trace_ids_refuse_the_whole_request(dp: DataPlaneProcess, s
     assert counters.delta("requests") == {"invalid_trace_id": 11}
     _assert_serves(dp, sinks)
     # Nothing of the refused requests, not even their valid spans, went anywhere.
-    assert not {sid for _, sid in refused} & _received_span_ids(sinks).keys()
+    _assert_none_delivered(sinks, refused)
+
+
+def _log_request(trace_ids: list[bytes]) -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    req = ExportLogsServiceRequest()
+    scope_logs = req.resource_logs.add().scope_logs.add()
+    for i, tid in enumerate(trace_ids):
+        record = scope_logs.log_records.add()
+        record.trace_id = tid
+        record.body.string_value = f"record {i}"
+    return req.SerializeToString()
+
+
+def test_log_records_routed_by_trace_id_refuse_wrong_length_ids_and_count_missing_ones(tmp_path: Path) -> None:
+    sink = SinkProcess(tmp_path, "logs").start()
+    dp = DataPlaneProcess(tmp_path, static_config([sink.endpoint], routing_key="traceID")).start()
+    try:
+        bad = _log_request([os.urandom(16), os.urandom(12)])
+        assert grpc_export(dp.grpc_endpoint, "logs", bad)[0] == grpc.StatusCode.INVALID_ARGUMENT
+        assert http_post(f"{dp.http_endpoint}/v1/logs", bad)[0] == 400
+        assert dp.metric("ringleader_requests_refused_total", signal="logs", reason="invalid_trace_id") == 2
+        # Records without a trace ID are accepted (routed at random, as upstream) and counted.
+        assert grpc_export(dp.grpc_endpoint, "logs", _log_request([b"", os.urandom(16), b""]))[0] == grpc.StatusCode.OK
+        assert dp.metric("ringleader_items_missing_key_total", signal="logs", key="traceID") == 2
+        wait_until(lambda: sink.records(), 20, what="the accepted records at the backend")
+        _assert_serves(dp, [sink])
+        # Only the accepted request's three records were exported.
+        wait_until(lambda: dp.metric("ringleader_items_exported_total", signal="logs") == 3, 10, what="3 exported")
+        assert len(sink.records()) == 1 + 2  # the logs request and _assert_serves' two traces requests
+    finally:
+        dp.stop()
+        sink.stop()
 
 
 def test_a_disabled_signal_is_unimplemented_over_grpc_and_404_over_http(
@@ -493,7 +542,7 @@ def test_a_full_queue_refuses_the_whole_request_and_enqueues_none_of_its_parts(t
             what="the exported counter",
         )
         # Every accepted span was delivered, and none of a refused request, to any backend, fast or slow.
-        assert not {sid for _, sid in refused} & _received_span_ids(sinks).keys()
+        _assert_none_delivered(sinks, refused)
         assert dp.metric("ringleader_items_exported_total", signal="traces") == len(accepted)
         assert dp.metric("ringleader_items_refused_total", signal="traces", reason="queue_full") == len(refused)
         assert dp.metric("ringleader_requests_refused_total", signal="traces", reason="queue_full") == sum(
@@ -504,14 +553,3 @@ def test_a_full_queue_refuses_the_whole_request_and_enqueues_none_of_its_parts(t
         dp.stop()
         for s in sinks:
             s.stop()
-
-
-def test_json_ids_must_be_hex_not_base64(dp: DataPlaneProcess, sinks: list[SinkProcess]) -> None:
-    # protobuf's JSON mapping would read base64 bytes; OTLP/JSON says hex. A base64 ID is refused.
-    counters = Counters(dp)
-    tid, sid = os.urandom(16), os.urandom(8)
-    body = _json_spans([(tid, sid)], "b64").replace(tid.hex().encode(), base64.b64encode(tid))
-    status, _, _ = http_post(f"{dp.http_endpoint}/v1/traces", body, "application/json")
-    assert status == 400
-    assert counters.delta("requests") == {"malformed": 1}
-    _assert_serves(dp, sinks)
