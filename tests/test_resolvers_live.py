@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -189,9 +191,9 @@ class CloudMapSource:
         self.registered = set(hosts)
 
 
-def dataplane_config(source: BackendSource) -> dict[str, Any]:
+def dataplane_config(source: BackendSource, export_timeout: str = "5s") -> dict[str, Any]:
     # Two consumers per backend queue: a slow backend then builds a backlog within a second.
-    cfg = static_config([], otlp={"timeout": "5s", "sending_queue": {"num_consumers": 2}})
+    cfg = static_config([], otlp={"timeout": export_timeout, "sending_queue": {"num_consumers": 2}})
     cfg["exporters"]["loadbalancing"]["resolver"] = source.resolver_config()
     return cfg
 
@@ -473,29 +475,29 @@ def retired(dp: DataPlaneProcess, endpoint: str) -> bool:
 def test_backend_back_in_dns_while_its_old_queue_drains_keeps_its_queue_gauges(
     tmp_path: Path, dns: DNSServer, start_sinks: Callable[..., dict[str, LoopbackSink]]
 ) -> None:
-    # Exports to the slow backend take 3s: its old incarnation is still finishing them
-    # when it is back in the ring a DNS interval later.
-    sinks = start_sinks(slow={HOSTS[1]: 3.0})
-    slow = sinks[HOSTS[1]]
-    source = DNSSource(dns, slow.port)
+    sinks = start_sinks()
+    frozen = sinks[HOSTS[1]]
+    assert frozen.proc is not None
+    source = DNSSource(dns, frozen.port)
     source.publish(HOSTS)
-    dp = DataPlaneProcess(tmp_path, dataplane_config(source)).start()
+    # A long export timeout: the frozen backend's in-flight exports hang until it is resumed,
+    # so its old incarnation is certainly still draining when it is back in the ring.
+    dp = DataPlaneProcess(tmp_path, dataplane_config(source, export_timeout="120s")).start()
+    os.kill(frozen.proc.pid, signal.SIGSTOP)
     stream = Stream(dp.grpc_endpoint).start()
     try:
-        wait_until(lambda: dp.metric("ringleader_queue_size", endpoint=slow.endpoint) >= 2, 30, what="a backlog")
+        wait_until(lambda: dp.metric("ringleader_queue_size", endpoint=frozen.endpoint) >= 2, 30, what="a backlog")
         source.publish([HOSTS[0], HOSTS[2]])
-        wait_until(lambda: not ring_is(dp, list(sinks.values())), FOLLOW, what="the slow backend to leave")
+        wait_until(lambda: not ring_is(dp, list(sinks.values())), FOLLOW, what="the backend to leave")
         source.publish(HOSTS)
-        wait_until(lambda: ring_is(dp, list(sinks.values())), FOLLOW, what="the slow backend to come back")
-        assert not retired(dp, slow.endpoint), "precondition: the old incarnation is still draining"
-        wait_until(lambda: retired(dp, slow.endpoint), 30, what="the old incarnation to retire")
-        # The new incarnation's queue is busy: its gauges must still be exported.
-        assert ring(dp)["queues"][slow.endpoint] > 0
-        assert gauge_present(dp, "ringleader_queue_size", slow.endpoint)
-        assert gauge_present(dp, "ringleader_queue_items", slow.endpoint)
-        wait_until(
-            lambda: dp.metric("ringleader_queue_size", endpoint=slow.endpoint) > 0, 10, what="the gauge to follow"
-        )
+        wait_until(lambda: ring_is(dp, list(sinks.values())), FOLLOW, what="the backend to come back")
+        assert not retired(dp, frozen.endpoint), "the old incarnation cannot finish while the backend is frozen"
+        os.kill(frozen.proc.pid, signal.SIGCONT)
+        wait_until(lambda: retired(dp, frozen.endpoint), 30, what="the old incarnation to retire")
+        # The old incarnation's clean-up must leave the new one's gauges exported.
+        assert gauge_present(dp, "ringleader_queue_size", frozen.endpoint)
+        assert gauge_present(dp, "ringleader_queue_items", frozen.endpoint)
     finally:
+        os.kill(frozen.proc.pid, signal.SIGCONT)
         stream.stop()
         dp.stop()
