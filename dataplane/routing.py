@@ -26,6 +26,11 @@ Two implementations exist and are property-tested to agree:
   new messages. It is the reference implementation and serves the keys that need
   the whole data model (``streamID``, ``attributes``).
 
+docs/routing.md lists what the wire path validates and the two documented
+differences between the paths (unknown fields of the envelope, a span that repeats
+its leading trace ID); tests/test_routing_properties.py and tests/test_wire_fuzz.py
+are the evidence.
+
 Rules for missing keys (all counted in ``ringleader_items_missing_key_total``):
 
 - a span without a trace ID is routed as the all-zero trace ID (as upstream does);
