@@ -35,7 +35,7 @@ from google.protobuf import json_format
 from .balancer import LoadBalancer, RefusedError
 from .config_model import GRPCReceiverConfig, HTTPReceiverConfig
 from .exporter import METHODS
-from .routing import REQUEST_TYPES, InvalidRequestError
+from .routing import REQUEST_TYPES, InvalidRequestError, count_items
 from .telemetry import Telemetry
 from .wire import MalformedError, encode_varint
 
@@ -72,7 +72,9 @@ class Intake:
     async def accept(self, signal: str, data: bytes, transport: str) -> None:
         """Route one request or raise :class:`_Refusal` (already counted)."""
         if signal not in self.signals:
-            self._refuse(signal, "signal_disabled", 0, f"{signal} are not enabled in this data plane")
+            self._refuse(
+                signal, "signal_disabled", count_items(signal, data), f"{signal} are not enabled in this data plane"
+            )
             raise _Refusal("signal_disabled", grpc.StatusCode.UNIMPLEMENTED, 404, f"{signal} are not enabled")
         try:
             route, split = self.balancer.split(signal, data)
@@ -80,7 +82,7 @@ class Intake:
             self._refuse(signal, "malformed", 0, str(exc))
             raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, f"malformed request: {exc}") from None
         except InvalidRequestError as exc:
-            self._refuse(signal, exc.reason, 0, str(exc))
+            self._refuse(signal, exc.reason, count_items(signal, data), str(exc))
             raise _Refusal(exc.reason, grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None
         if split.missing_keys:
             key = self.balancer.splitters[signal].key

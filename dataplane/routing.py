@@ -236,9 +236,7 @@ class WireSplitter:
         self.signal = signal
         self.key = key
         self._rng = rng or random.Random()
-        self._count_items: Callable[[bytes, int, int], int] = (
-            _count_metric_points if signal == "metrics" else _count_one
-        )
+        self._count_items: Callable[[bytes, int, int], int] = _ITEM_COUNTERS[signal]
 
     def split(self, data: bytes, lookup: Lookup) -> Split:
         out: dict[int, list[bytes]] = {}
@@ -457,7 +455,23 @@ class WireSplitter:
         return missing
 
 
-def _count_one(data: bytes, pos: int, end: int) -> int:
+def _count_span(data: bytes, pos: int, end: int) -> int:
+    """One span; its trace ID must be empty or 16 bytes whatever the routing key."""
+    if end - pos >= 18 and data[pos] == 0x0A and data[pos + 1] == 0x10:
+        return 1  # the common layout: a 16-byte trace_id first
+    found = find_len_field(data, pos, end, _SPAN_TRACE_ID_TAG)
+    if found is not None:
+        _span_key(data[found[0] : found[1]])  # raises on a bad length
+    return 1
+
+
+def _count_log(data: bytes, pos: int, end: int) -> int:
+    """One log record; its trace ID must be empty or 16 bytes whatever the routing key."""
+    found = find_len_field(data, pos, end, _LOG_TRACE_ID_TAG)
+    if found is not None and found[1] - found[0] not in (0, 16):
+        raise InvalidRequestError(
+            "invalid_trace_id", f"log record trace_id has {found[1] - found[0]} bytes, expected 16"
+        )
     return 1
 
 
@@ -512,6 +526,8 @@ class DecodeSplitter:
         missing = 0
         groups_field, scopes_field, items_field = _FIELDS[self.signal]
         for group in getattr(request, groups_field):
+            if self.signal != "metrics" and self.key != "traceID":
+                _check_trace_ids(self.signal, group)
             if self.key in ("service", "resource"):
                 items = _count_group(self.signal, group)
                 if items == 0:
@@ -621,11 +637,54 @@ class DecodeSplitter:
         return [(idx, by_idx[idx], counts[idx], 0) for idx in order]
 
 
+_ITEM_COUNTERS: dict[str, Callable[[bytes, int, int], int]] = {
+    "traces": _count_span,
+    "logs": _count_log,
+    "metrics": _count_metric_points,
+}
+
+_COUNT_ONLY: dict[str, Callable[[bytes, int, int], int]] = {
+    "traces": lambda data, pos, end: 1,
+    "logs": lambda data, pos, end: 1,
+    "metrics": _count_metric_points,
+}
+
 _FIELDS = {
     "traces": ("resource_spans", "scope_spans", "spans"),
     "logs": ("resource_logs", "scope_logs", "log_records"),
     "metrics": ("resource_metrics", "scope_metrics", "metrics"),
 }
+
+
+def _check_trace_ids(signal: str, group: Any) -> None:
+    """Refuse a trace ID that is neither empty nor 16 bytes, as the collector's receiver would."""
+    _, scopes_field, items_field = _FIELDS[signal]
+    for scope in getattr(group, scopes_field):
+        for item in getattr(scope, items_field):
+            if len(item.trace_id) not in (0, 16):
+                what = "span" if signal == "traces" else "log record"
+                raise InvalidRequestError(
+                    "invalid_trace_id", f"{what} trace_id has {len(item.trace_id)} bytes, expected 16"
+                )
+
+
+def count_items(signal: str, data: bytes) -> int:
+    """Items in a request, best effort (0 when it is malformed): for counting refusals."""
+    counter = _COUNT_ONLY[signal]
+    total = 0
+    try:
+        for tag, _fs, ps, pe in iter_len_fields(data, 0, len(data)):
+            if tag != 0x0A:
+                continue
+            for t, _s, sps, spe in iter_len_fields(data, ps, pe):
+                if t != 0x12:
+                    continue
+                for it, _i, ips, ipe in iter_len_fields(data, sps, spe):
+                    if it == 0x12:
+                        total += counter(data, ips, ipe)
+    except (MalformedError, IndexError):
+        return 0
+    return total
 
 
 def _find_attr(attributes: Any, name: str) -> str | None:

@@ -553,3 +553,29 @@ def test_a_full_queue_refuses_the_whole_request_and_enqueues_none_of_its_parts(t
         dp.stop()
         for s in sinks:
             s.stop()
+
+
+@pytest.mark.parametrize("routing_key", ["service", "resource"])
+def test_wrong_length_trace_ids_are_refused_whatever_the_routing_key(tmp_path: Path, routing_key: str) -> None:
+    # A tier-2 collector refuses the whole batch over one bad trace ID, so accepting it here would
+    # lose the batch after acknowledging it. The rule holds for every key, not only traceID.
+    sink = SinkProcess(tmp_path, "b").start()
+    cfg = static_config([sink.endpoint], routing_key=routing_key)
+    dp = DataPlaneProcess(tmp_path, cfg).start()
+    try:
+        spans = [*_ids(3), (os.urandom(7), os.urandom(8))]
+        if routing_key == "service":  # `resource` is not a traces key: traces are disabled then
+            code, details = grpc_export(dp.grpc_endpoint, "traces", trace_request(spans))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+            assert "7 bytes" in (details or "")
+            assert dp.metric("ringleader_items_refused_total", signal="traces", reason="invalid_trace_id") == 4
+        logs = _log_request([os.urandom(16), b"", os.urandom(20)])
+        assert http_post(f"{dp.http_endpoint}/v1/logs", logs)[0] == 400
+        # The refused items are counted, not only the requests.
+        assert dp.metric("ringleader_items_refused_total", signal="logs", reason="invalid_trace_id") == 3
+        assert grpc_export(dp.grpc_endpoint, "logs", _log_request([os.urandom(16), b""]))[0] == grpc.StatusCode.OK
+        wait_until(lambda: dp.metric("ringleader_items_exported_total", signal="logs") == 2, 10, what="2 exported")
+        _assert_none_delivered([sink], spans)
+    finally:
+        dp.stop()
+        sink.stop()
