@@ -14,7 +14,9 @@ published *set*; these check what the data plane does with it while spans flow:
 - a *slow* backend with a backlog in its sending queue leaves the resolver's answer
   while the OpenTelemetry SDK keeps streaming: its queued batches are re-routed to
   the new owners, what it had acknowledged stays there, every span arrives exactly
-  once and nothing is lost.
+  once and nothing is lost;
+- a backend that is back in the answer while its old incarnation still drains keeps
+  its queue gauges (the old one's clean-up used to delete them).
 
 What "no trace split" means across a ring change (the balancer's documented effect):
 a trace's spans routed before the change went to its owner in the old ring, those
