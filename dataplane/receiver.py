@@ -22,6 +22,7 @@ keeps serving.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -45,7 +46,7 @@ HTTP_PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metric
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 # gRPC status codes as numbers, for google.rpc.Status bodies.
-_CODE_NUMBERS = {"INVALID_ARGUMENT": 3, "RESOURCE_EXHAUSTED": 8, "UNIMPLEMENTED": 12, "UNAVAILABLE": 14}
+_CODE_NUMBERS = {"INVALID_ARGUMENT": 3, "RESOURCE_EXHAUSTED": 8, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14}
 
 
 class _Refusal(Exception):
@@ -71,6 +72,18 @@ class Intake:
 
     async def accept(self, signal: str, data: bytes, transport: str) -> None:
         """Route one request or raise :class:`_Refusal` (already counted)."""
+        try:
+            await self._accept(signal, data, transport)
+        except (_Refusal, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # A bug must not look like success or vanish: the client gets INTERNAL (not retried
+            # blindly by SDKs), the refusal is counted and the traceback logged; serving goes on.
+            log.exception("internal error while handling a %s request", signal)
+            self._refuse(signal, "internal_error", count_items(signal, data), repr(exc))
+            raise _Refusal("internal_error", grpc.StatusCode.INTERNAL, 500, f"internal error: {exc!r}") from None
+
+    async def _accept(self, signal: str, data: bytes, transport: str) -> None:
         if signal not in self.signals:
             self._refuse(
                 signal, "signal_disabled", count_items(signal, data), f"{signal} are not enabled in this data plane"
