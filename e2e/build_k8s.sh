@@ -56,9 +56,12 @@ main() {
   k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
   staging_version="v0.${K8S_VERSION#v1.}"   # v1.37.2 -> v0.37.2
 
-  # True when $1 exists and its --version output contains $2.
+  # True when $1 exists and its --version output contains $2. The output is captured first: with
+  # pipefail, `--version | grep -q` fails at random when grep exits before the binary finished
+  # writing (SIGPIPE), which made a warm cache look cold on a loaded machine.
   binary_ok() {
-    [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -qF -- "$2"
+    local out
+    [[ -x "$1" ]] && out="$("$1" --version 2>/dev/null)" && [[ "$out" == *"$2"* ]]
   }
 
   all_built() {
