@@ -37,7 +37,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config_model import LoadBalancingConfig
 from .exporter import BackendClient, ExportError, retry_delays
@@ -95,11 +95,6 @@ class _Failure:
     retryable: bool
     code: str
     message: str
-
-
-@dataclass(slots=True)
-class _Outcome:
-    failures: list[_Failure] = field(default_factory=list)
 
 
 class LoadBalancer:
