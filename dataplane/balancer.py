@@ -33,8 +33,16 @@ Every item that is lost after acceptance is counted in
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import concurrent.futures.process
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,6 +125,7 @@ class LoadBalancer:
         self._version = 0
         self._queue_backends = cfg.protocol.sending_queue.enabled
         self._backend_retry = cfg.protocol.retry_on_failure
+        self._ring_builder = RingBuilder()
         self._lb_queue: SendingQueue | None = None
         if cfg.sending_queue.enabled:
             self._lb_queue = SendingQueue("loadbalancer", cfg.sending_queue, self._deliver_queued_request)
@@ -165,8 +174,7 @@ class LoadBalancer:
         ring: Ring | None = None
         if endpoints:
             try:
-                # Big rings take a while to build: keep the event loop serving meanwhile.
-                ring = await asyncio.to_thread(build_ring, self.cfg.ring_algorithm, endpoints)
+                ring, shares = await self._ring_builder.build(self.cfg.ring_algorithm, endpoints)
             except NoBackendsError:
                 ring = None
         for ep in endpoints:
@@ -177,7 +185,7 @@ class LoadBalancer:
             self._version += 1
             self._route = Route(ring, tuple(self._backends[ep] for ep in ring.endpoints), self._version)
             self.telemetry.ring_version.set(self._version)
-            for ep, share in ring.shares().items():
+            for ep, share in shares.items():
                 self.telemetry.ring_share.labels(endpoint=ep).set(share)
         else:
             self._route = None
@@ -411,6 +419,72 @@ class LoadBalancer:
             task.cancel()
         await asyncio.gather(*list(self._background), return_exceptions=True)
         await asyncio.gather(*(b.client.close(grace=0.5) for b in self._backends.values()), return_exceptions=True)
+        self._ring_builder.close()
+
+
+class RingBuilder:
+    """Builds rings in a worker process, so a backend change never stalls the data path.
+
+    A ring for hundreds of backends takes about half a second of CPU, and part of it is
+    single C calls (sorting ~600k points) that hold the GIL: in a thread they would
+    stall the event loop for over 100 ms (upstream #8843 is the same problem with a
+    lock). One spawned worker process, started on first use and kept, builds the ring
+    and sends back its table (a couple of MiB, unpickled in about a millisecond).
+    If the worker cannot be used, the ring is built in a thread instead.
+    """
+
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    async def build(self, algorithm: str, endpoints: Sequence[str]) -> tuple[Ring, dict[str, float]]:
+        """The ring and its exact shares (computing those scans the whole table too)."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self._pool is None:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
+                )
+            return await loop.run_in_executor(self._pool, _build_with_shares, algorithm, tuple(endpoints))
+        except (concurrent.futures.process.BrokenProcessPool, OSError, RuntimeError) as exc:
+            log.warning("ring builder process unavailable (%s); building in a thread", exc)
+            self.close()
+            return await asyncio.to_thread(_build_with_shares, algorithm, tuple(endpoints))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ring-builder worker start-up: exit when the data plane dies, even by SIGKILL.
+
+    Linux delivers SIGKILL to the worker when its parent dies (PR_SET_PDEATHSIG);
+    elsewhere a daemon thread notices the parent is gone within a second.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(0)
+
+        threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(0)
+
+
+def _build_with_shares(algorithm: str, endpoints: tuple[str, ...]) -> tuple[Ring, dict[str, float]]:
+    ring = build_ring(algorithm, endpoints)
+    return ring, ring.shares()
 
 
 def _validate_only(key: bytes) -> int:

@@ -60,7 +60,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import Final
+from typing import Any, Final
 
 import mmh3
 
@@ -139,6 +139,11 @@ class Ring:
 
     def owner_of(self, key: bytes) -> str:
         return self.endpoints[self.lookup(key)]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, so a ring can be built in another process (see dataplane.balancer): the
+        # lookup closure is rebuilt around the table on the receiving side.
+        return (_restore_ring, (self.algorithm, self.endpoints, self._cells, self._weights, self.hash_name))
 
     def _owned(self) -> list[int]:
         """Hash values owned per endpoint index (sums to 2**32)."""
@@ -254,10 +259,14 @@ def _build_ringleader(endpoints: tuple[str, ...]) -> Ring:
     cells = array(code, map(owner_wrapped.__getitem__, region))
     _apply_cap(cells, gen, n)
 
+    return Ring("ringleader", endpoints, cells, None, "murmur3_32(seed=0) >> 12", _ringleader_lookup(cells))
+
+
+def _ringleader_lookup(cells: array[int]) -> Lookup:
     def lookup(key: bytes, _c: array[int] = cells, _h: Callable[[bytes, int], int] = _hash32) -> int:
         return _c[_h(key, 0) >> 12]
 
-    return Ring("ringleader", endpoints, cells, None, "murmur3_32(seed=0) >> 12", lookup)
+    return lookup
 
 
 def _apply_cap(cells: array[int], gen: list[array[int]], n: int) -> None:
@@ -349,7 +358,19 @@ def _build_upstream(unique: tuple[str, ...], ordered: list[str]) -> Ring:
     base, extra = divmod(HASH_SPACE, UPSTREAM_MAX_POSITIONS)
     weights = [base + 1 if x < extra else base for x in range(UPSTREAM_MAX_POSITIONS)]
 
+    return Ring("upstream", unique, cells, weights, "crc32 % 36000", _upstream_lookup(cells))
+
+
+def _upstream_lookup(cells: array[int]) -> Lookup:
     def lookup(key: bytes, _c: array[int] = cells, _h: Callable[..., int] = zlib.crc32) -> int:
         return _c[_h(key) % 36000]
 
-    return Ring("upstream", unique, cells, weights, "crc32 % 36000", lookup)
+    return lookup
+
+
+def _restore_ring(
+    algorithm: str, endpoints: tuple[str, ...], cells: array[int], weights: Sequence[int] | None, hash_name: str
+) -> Ring:
+    """Unpickle a ring: the table travels, the lookup function is rebuilt around it."""
+    lookup = _ringleader_lookup(cells) if algorithm == "ringleader" else _upstream_lookup(cells)
+    return Ring(algorithm, endpoints, cells, weights, hash_name, lookup)

@@ -241,3 +241,16 @@ def test_adding_a_backend_moves_keys_mostly_to_it(eps: list[str], ks: list[bytes
         # A key that moved went to the newcomer, or was handed on by the trim.
         if new.owner_of(k) != old.owner_of(k) and new.owner_of(k) != newcomer:
             assert trimmed
+
+
+@pytest.mark.parametrize("algorithm", ["ringleader", "upstream"])
+def test_a_ring_sent_to_another_process_routes_every_key_the_same(algorithm: str) -> None:
+    # The data plane builds rings in a worker process and ships them back pickled.
+    import pickle
+
+    ring = build_ring(algorithm, [f"10.0.0.{i}:4317" for i in range(7)])
+    copy = pickle.loads(pickle.dumps(ring))
+    keys = [os.urandom(16) for _ in range(5000)] + [b"checkout", b""]
+    assert [copy.lookup(k) for k in keys] == [ring.lookup(k) for k in keys]
+    assert copy.endpoints == ring.endpoints
+    assert copy.shares() == ring.shares()
