@@ -425,3 +425,68 @@ def test_a_pod_added_in_a_second_slice_joins_the_ring_and_receives_traffic(
         assert dp.metric("ringleader_items_failed_total") == 0
     finally:
         dp.stop()
+
+
+def test_a_data_plane_denied_by_rbac_is_not_ready_says_why_and_recovers_when_granted(
+    tmp_path: Path,
+    envtest: EnvTest,
+    tier2: Tier2Service,
+    start_sinks: StartSinks,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pods = start_sinks(2)
+    tier2.put_slice("tier2-a", [pod(s.host) for s in pods])
+    # An identity with no Role at all: every list and watch of endpointslices is forbidden.
+    stranger = envtest.service_account(tier2.namespace, "stranger")
+    cfg = static_config([], otlp={"timeout": "5s"})
+    cfg["exporters"]["loadbalancing"]["resolver"] = {
+        "k8s": {"service": f"{SERVICE}.{tier2.namespace}", "ports": [SINK_PORT]}
+    }
+    monkeypatch.setenv("KUBECONFIG", str(stranger.kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    dp = DataPlaneProcess(tmp_path, cfg).start(wait_ready=False)
+    try:
+
+        def not_ready_with_reason() -> dict[str, Any] | None:
+            status, body = dp.get("/readyz")
+            if status != 503:
+                return None
+            ready = json.loads(body)
+            return ready if "resolver_error" in ready else None
+
+        ready = wait_until(not_ready_with_reason, 30, what="/readyz to report the RBAC failure")
+        assert "403" in ready["resolver_error"] or "forbidden" in ready["resolver_error"].lower(), ready
+        assert dp.metric("otelcol_loadbalancer_num_resolutions_total", resolver="k8s", success="false") >= 1
+        assert dp.proc is not None and dp.proc.poll() is None, "the data plane must not crash"
+        # Data sent meanwhile is refused (retryable), not swallowed.
+        code = grpc_export_status(dp.grpc_endpoint)
+        assert code == "UNAVAILABLE", code
+        # Grant exactly get/list/watch: the resolver recovers on its own and the ring fills.
+        envtest.grant(stranger, resources=["endpointslices"], api_group="discovery.k8s.io")
+        wait_until(lambda: dp.get("/readyz")[0] == 200, 60, what="readiness after the grant")
+        assert ring(dp) == sorted(s.endpoint for s in pods)
+        produced = send_traces(dp.grpc_endpoint, "grpc", traces=40, spans_per_trace=5, seed=5)
+        wait_all_arrived(pods, produced)
+        assert_exactly_once(pods, produced)
+    finally:
+        dp.stop()
+
+
+def grpc_export_status(endpoint: str) -> str:
+    """The status code name of one raw trace export with a single span."""
+    import grpc
+
+    from e2e.bench import build_request
+
+    with grpc.insecure_channel(endpoint) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        try:
+            export(build_request(seed=1, spans=10), timeout=10)
+        except grpc.RpcError as exc:
+            return str(exc.code().name)  # type: ignore[attr-defined]
+        return "OK"
