@@ -8,9 +8,7 @@ import grpc
 import pytest
 
 from e2e.bench import build_request
-from tests.harness import DataPlaneProcess, SinkProcess, static_config
-
-TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+from tests.harness import DataPlaneProcess, SinkProcess, grpc_export, static_config, wait_until
 
 
 @pytest.mark.parametrize("queue", [True, False], ids=["with-queue", "direct"])
@@ -24,12 +22,10 @@ def test_parts_of_one_request_are_exported_to_all_backends_at_the_same_time(tmp_
     otlp = {"timeout": "10s", "sending_queue": {"enabled": queue}, "retry_on_failure": {"enabled": False}}
     dp = DataPlaneProcess(tmp_path, static_config([s.endpoint for s in sinks], otlp=otlp)).start()
     try:
-        with grpc.insecure_channel(dp.grpc_endpoint) as channel:
-            export = channel.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
-            export(build_request(seed=3, spans=300), timeout=30)  # 30 traces: parts for all three backends
+        # 30 traces: parts for all three backends.
+        code, details = grpc_export(dp.grpc_endpoint, "traces", build_request(seed=3, spans=300), timeout=30)
+        assert code == grpc.StatusCode.OK, details
         if queue:
-            from tests.harness import wait_until
-
             wait_until(
                 lambda: all((tmp_path / f"b{i}.timing").exists() for i in range(3)),
                 30,

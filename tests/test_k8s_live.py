@@ -28,13 +28,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from e2e.envtest import EnvTest
+from e2e.envtest import EnvTest, ServiceAccountCredentials
 from e2e.loadgen import ProducedSpan, send_traces
-from tests.harness import PYTHON, ROOT, DataPlaneProcess, SinkProcess, spans_of, static_config, wait_until
+from tests.harness import (
+    PYTHON,
+    ROOT,
+    DataPlaneProcess,
+    SinkProcess,
+    grpc_export,
+    spans_of,
+    static_config,
+    trace_request,
+    wait_until,
+)
 from tests.netns import NetNamespace, NetnsError, die_with_parent
 
 SERVICE = "tier2"
@@ -217,20 +228,27 @@ def tier2(envtest: EnvTest) -> Iterator[Tier2Service]:
 
 
 def start_dataplane(
-    tmp_path: Path, envtest: EnvTest, tier2: Tier2Service, monkeypatch: pytest.MonkeyPatch, **otlp: Any
+    tmp_path: Path,
+    envtest: EnvTest,
+    tier2: Tier2Service,
+    monkeypatch: pytest.MonkeyPatch,
+    identity: ServiceAccountCredentials | None = None,
+    **otlp: Any,
 ) -> DataPlaneProcess:
-    """The data plane resolving ``tier2.<namespace>`` as the ServiceAccount, via ``KUBECONFIG``."""
-    tier2.wait_reader_granted(envtest)
+    """The data plane resolving ``tier2.<namespace>`` via ``KUBECONFIG``, as the granted reader
+    (waiting for its Role to take effect) or as ``identity`` (not waiting for readiness)."""
+    if identity is None:
+        tier2.wait_reader_granted(envtest)
     otlp.setdefault("timeout", "5s")
     cfg = static_config([], otlp=otlp)
     cfg["exporters"]["loadbalancing"]["resolver"] = {
         "k8s": {"service": f"{SERVICE}.{tier2.namespace}", "ports": [SINK_PORT]}
     }
     # The subprocess inherits os.environ: only this kubeconfig, no in-cluster hints.
-    monkeypatch.setenv("KUBECONFIG", str(tier2.reader.kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str((identity or tier2.reader).kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-    return DataPlaneProcess(tmp_path, cfg).start()
+    return DataPlaneProcess(tmp_path, cfg).start(wait_ready=identity is None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,14 +456,7 @@ def test_a_data_plane_denied_by_rbac_is_not_ready_says_why_and_recovers_when_gra
     tier2.put_slice("tier2-a", [pod(s.host) for s in pods])
     # An identity with no Role at all: every list and watch of endpointslices is forbidden.
     stranger = envtest.service_account(tier2.namespace, "stranger")
-    cfg = static_config([], otlp={"timeout": "5s"})
-    cfg["exporters"]["loadbalancing"]["resolver"] = {
-        "k8s": {"service": f"{SERVICE}.{tier2.namespace}", "ports": [SINK_PORT]}
-    }
-    monkeypatch.setenv("KUBECONFIG", str(stranger.kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-    dp = DataPlaneProcess(tmp_path, cfg).start(wait_ready=False)
+    dp = start_dataplane(tmp_path, envtest, tier2, monkeypatch, identity=stranger)
     try:
 
         def not_ready_with_reason() -> dict[str, Any] | None:
@@ -460,8 +471,8 @@ def test_a_data_plane_denied_by_rbac_is_not_ready_says_why_and_recovers_when_gra
         assert dp.metric("otelcol_loadbalancer_num_resolutions_total", resolver="k8s", success="false") >= 1
         assert dp.proc is not None and dp.proc.poll() is None, "the data plane must not crash"
         # Data sent meanwhile is refused (retryable), not swallowed.
-        code = grpc_export_status(dp.grpc_endpoint)
-        assert code == "UNAVAILABLE", code
+        code, details = grpc_export(dp.grpc_endpoint, "traces", trace_request([(os.urandom(16), os.urandom(8))]))
+        assert code == grpc.StatusCode.UNAVAILABLE, details
         # Grant exactly get/list/watch: the resolver recovers on its own and the ring fills.
         envtest.grant(stranger, resources=["endpointslices"], api_group="discovery.k8s.io")
         wait_until(lambda: dp.get("/readyz")[0] == 200, 60, what="readiness after the grant")
@@ -471,22 +482,3 @@ def test_a_data_plane_denied_by_rbac_is_not_ready_says_why_and_recovers_when_gra
         assert_exactly_once(pods, produced)
     finally:
         dp.stop()
-
-
-def grpc_export_status(endpoint: str) -> str:
-    """The status code name of one raw trace export with a single span."""
-    import grpc
-
-    from e2e.bench import build_request
-
-    with grpc.insecure_channel(endpoint) as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None,
-            response_deserializer=None,
-        )
-        try:
-            export(build_request(seed=1, spans=10), timeout=10)
-        except grpc.RpcError as exc:
-            return str(exc.code().name)  # type: ignore[attr-defined]
-        return "OK"

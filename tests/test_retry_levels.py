@@ -11,9 +11,7 @@ import grpc
 import pytest
 
 from e2e.bench import build_request
-from tests.harness import DataPlaneProcess, SinkProcess, spans_of, static_config, wait_until
-
-TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+from tests.harness import DataPlaneProcess, SinkProcess, grpc_export, spans_of, static_config, wait_until
 
 
 @pytest.mark.parametrize("lb_queue", [False, True], ids=["client-waits", "exporter-level-queue"])
@@ -36,10 +34,10 @@ def test_exporter_level_retry_resends_only_the_failed_parts(tmp_path: Path, lb_q
     dp = DataPlaneProcess(tmp_path, cfg).start()
     requests = [build_request(seed=s, spans=200) for s in range(5)]
     try:
-        with grpc.insecure_channel(dp.grpc_endpoint) as channel:
-            export = channel.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
-            for payload in requests:
-                export(payload, timeout=60)  # succeeds: the flaky part is retried behind the scenes
+        for payload in requests:
+            # Succeeds: the flaky part is retried behind the scenes.
+            code, details = grpc_export(dp.grpc_endpoint, "traces", payload, timeout=60)
+            assert code == grpc.StatusCode.OK, details
         total = 5 * 200
         wait_until(lambda: sum(len(spans_of(s.records())) for s in sinks) >= total, 30, what="all spans delivered")
         span_ids = collections.Counter(sid for s in sinks for _, sid, _, _ in spans_of(s.records()))
