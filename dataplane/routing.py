@@ -405,7 +405,8 @@ class WireSplitter:
                 raise MalformedError("item overruns its scope group")
             # --- the routing key of this item -------------------------------------------
             if traces:
-                if data[q] == 0x0A and data[q + 1] == 0x10 and q + 18 <= item_end if length >= 18 else False:
+                # Fast path: the span starts with its 16-byte trace_id (every serializer writes it first).
+                if length >= 18 and data[q] == 0x0A and data[q + 1] == 0x10:
                     if last_idx >= 0 and data.startswith(last_key, q + 2):
                         idx = last_idx
                     else:
