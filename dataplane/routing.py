@@ -683,7 +683,7 @@ def count_items(signal: str, data: bytes) -> int:
                 for it, _i, ips, ipe in iter_len_fields(data, sps, spe):
                     if it == 0x12:
                         total += counter(data, ips, ipe)
-    except (MalformedError, IndexError):
+    except MalformedError:
         return 0
     return total
 

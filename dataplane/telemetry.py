@@ -13,7 +13,8 @@ Ringleader's additions are prefixed ``ringleader_``:
 - ``ringleader_items_refused_total{signal,reason}``: items the client was told
   were not accepted (it may retry): ``queue_full``, ``no_backends``,
   ``malformed``, ``too_large``, ``invalid_trace_id``, ``signal_disabled``,
-  ``shutting_down``, ``export_failed``.
+  ``shutting_down``, ``export_failed``, ``unsupported_media_type``,
+  ``unsupported_encoding``, ``internal_error`` (see docs/operations.md).
 - ``ringleader_items_exported_total{endpoint,signal}`` and
   ``ringleader_items_failed_total{endpoint,signal,reason}``: final outcome per
   backend. A *failed* item is data lost after it was accepted; each one is also

@@ -149,6 +149,24 @@ def run_case(work: Path, name: str, requests: list[bytes], count: int, concurren
             s.stop()
 
 
+def split_cost(requests: list[bytes], rounds: int = 200) -> list[tuple[str, float]]:
+    """CPU ms per request to split traces by trace ID to 4 backends: wire path vs decode path."""
+    from dataplane.ring import build_ring
+    from dataplane.routing import DecodeSplitter, WireSplitter
+
+    lookup = build_ring("ringleader", [f"10.0.0.{i}:4317" for i in range(4)]).lookup
+    results = []
+    for name, splitter in (
+        ("wire (Ringleader)", WireSplitter("traces", "traceID")),
+        ("decode + re-encode", DecodeSplitter("traces", "traceID")),
+    ):
+        start = time.process_time()
+        for i in range(rounds):
+            splitter.split(requests[i % len(requests)], lookup)
+        results.append((name, (time.process_time() - start) / rounds * 1000))
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="measured requests per case (1000 spans each)")
@@ -180,6 +198,9 @@ def main() -> int:
             f"| {r['case']} | {r['spans']} | {r['cpu_s']:.2f} | {r['spans_per_cpu_s']:,.0f} | "
             f"{r['spans_per_wall_s']:,.0f} | {r['peak_rss_mib']:.0f} | {r['refused_spans']:.0f} | {r['failed']:.0f} |"
         )
+    print("\n| splitter | CPU ms per 1000-span request |\n|---|---:|")
+    for name, ms in split_cost(requests):
+        print(f"| {name} | {ms:.2f} |")
     if not args.no_ring_table:
         print()
         sys.stdout.flush()
