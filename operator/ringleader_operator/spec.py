@@ -79,6 +79,7 @@ class K8sResolver:
     ports: tuple[int, ...] = (4317,)
     return_hostnames: bool = False
     timeout: str = "1m"
+    debounce: str = "200ms"
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,13 @@ MANAGED_EXTRA_CONFIG_KEYS: dict[str, str] = {
     "retry_on_failure": "spec.retryOnFailure",
     "protocol.otlp.timeout": "spec.otlp.timeout",
     "protocol.otlp.compression": "spec.otlp.compression",
-    "protocol.otlp.tls": "spec.otlp.tls",
+    "protocol.otlp.tls.insecure": "spec.otlp.tls.insecure",
+    "protocol.otlp.tls.ca_file": "spec.otlp.tls.secretName (ca.crt)",
+    "protocol.otlp.tls.cert_file": "spec.otlp.tls.secretName with clientCertificate (tls.crt)",
+    "protocol.otlp.tls.key_file": "spec.otlp.tls.secretName with clientCertificate (tls.key)",
+    "protocol.otlp.tls.cert_pem": "spec.otlp.tls.secretName with clientCertificate (tls.crt)",
+    "protocol.otlp.tls.key_pem": "spec.otlp.tls.secretName with clientCertificate (a private key belongs in a Secret)",
+    "protocol.otlp.tls.server_name_override": "spec.otlp.tls.serverName",
     "protocol.otlp.headers": "spec.otlp.headers",
     "protocol.otlp.sending_queue": "spec.otlp.sendingQueue",
     "protocol.otlp.retry_on_failure": "spec.otlp.retryOnFailure",
@@ -433,6 +440,7 @@ def _resolver(value: _Field) -> Resolver:
         namespace = body.get("namespace")
         hostnames = body.get("returnHostnames")
         timeout = body.get("timeout")
+        debounce = body.get("debounce")
         result = K8sResolver(
             service=body.require("service").string(max_length=63, pattern=_DNS_LABEL, what="a Service name"),
             namespace=namespace.string(max_length=63, pattern=_DNS_1123_LABEL, what="a namespace name")
@@ -441,6 +449,7 @@ def _resolver(value: _Field) -> Resolver:
             ports=ports,
             return_hostnames=hostnames.boolean() if hostnames else False,
             timeout=timeout.duration(positive=True) if timeout else "1m",
+            debounce=debounce.duration() if debounce else "200ms",
         )
     elif kind == "dns":
         port = body.get("port")
