@@ -218,7 +218,7 @@ def test_the_guides_resiliency_block_round_trips_with_queue_read_as_sending_queu
 def test_alloys_examples_round_trip(source: str) -> None:
     conversion = convert_alloy(source)
     # Alloy's arguments, written the collector's way by hand: the data plane's reading of the original.
-    by_hand: dict[str, Any] = {
+    cases: dict[str, dict[str, Any]] = {
         ALLOY_STATIC: {"resolver": {"static": {"hostnames": ["localhost:55690", "localhost:55700"]}}},
         ALLOY_DNS: {
             "resolver": {"dns": {"hostname": "alloy-traces-sampling.grafana-cloud-monitoring.svc.cluster.local",
@@ -229,7 +229,8 @@ def test_alloys_examples_round_trip(source: str) -> None:
             "resolver": {"k8s": {"service": "alloy-traces-sampling", "ports": [34621]}},
             "protocol": {"otlp": {"tls": {"insecure": True}}},
         },
-    }[source]  # fmt: skip
+    }  # fmt: skip
+    by_hand = cases[source]
     assert conversion.spec["routingKey"] == "traceID"  # Alloy's documented default, made explicit
     assert rendered_exporter(conversion.spec) == in_namespace(exporter_of({**by_hand, "routing_key": "traceID"}))
 
