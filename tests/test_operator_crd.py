@@ -21,7 +21,17 @@ from e2e.envtest import EnvTest
 from ringleader_operator.builders import build_all
 from ringleader_operator.owner import Owner
 from ringleader_operator.spec import SpecError, parse_spec
-from tests.crdutil import APPLY, GROUP, PLURAL, ROOT, VERSION, crd_manifest, install_crd, resource
+from tests.crdutil import (
+    APPLY,
+    FULL_VARIANTS,
+    GROUP,
+    PLURAL,
+    ROOT,
+    VERSION,
+    crd_manifest,
+    install_crd,
+    resource,
+)
 
 EXAMPLES = sorted((ROOT / "examples").glob("loadbalancingexporter*.yaml"))
 K8S: dict[str, Any] = {"resolver": {"k8s": {"service": "otelcol-tier2"}}}
@@ -99,7 +109,7 @@ def test_the_api_server_applies_the_same_defaults_as_parse_spec(
     assert minimal["replicas"] == 2
     assert minimal["routingKey"] == "traceID"
     assert minimal["resolver"]["k8s"] == {
-        "service": "otelcol-tier2", "ports": [4317], "returnHostnames": False, "timeout": "1m"
+        "service": "otelcol-tier2", "ports": [4317], "returnHostnames": False, "timeout": "1m", "debounce": "200ms"
     }  # fmt: skip
     assert minimal["ports"] == {"grpc": 4317, "http": 4318, "metrics": 8888}
     assert minimal["otlp"]["tls"] == {"insecure": False, "clientCertificate": False}
@@ -132,6 +142,16 @@ def test_every_example_is_accepted_and_builds(custom: client.CustomObjectsApi, n
     assert parse_spec(served["spec"]) == parse_spec(manifest["spec"])
     owner = Owner(served["metadata"]["name"], namespace, served["metadata"]["uid"], served["metadata"]["generation"])
     build_all(owner, parse_spec(served["spec"]))  # renders, and the data plane's validator accepts it
+
+
+@pytest.mark.parametrize("variant", sorted(FULL_VARIANTS))
+def test_a_spec_setting_every_field_is_stored_as_written(
+    custom: client.CustomObjectsApi, namespace: str, variant: str
+) -> None:
+    spec = FULL_VARIANTS[variant]
+    served = create(custom, namespace, f"full-{variant.lower()}", spec)["spec"]
+    assert served == spec  # nothing pruned, nothing defaulted over
+    assert parse_spec(served) == parse_spec(spec)
 
 
 def bad(**changes: Any) -> dict[str, Any]:

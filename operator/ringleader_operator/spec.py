@@ -201,6 +201,9 @@ class ServiceMonitor:
     interval: str = "30s"
 
 
+DEFAULT_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+
+
 @dataclass(frozen=True)
 class ExporterSpec:
     resolver: Resolver
@@ -217,7 +220,7 @@ class ExporterSpec:
     ports: Ports = field(default_factory=Ports)
     drain_timeout: str = "30s"
     log_level: Literal["debug", "info", "warn", "error"] = "info"
-    resources: Mapping[str, Any] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
     node_selector: Mapping[str, str] = field(default_factory=dict)
     affinity: Mapping[str, Any] | None = None
     tolerations: tuple[Mapping[str, Any], ...] = ()
@@ -229,7 +232,6 @@ class ExporterSpec:
     """Other ``exporters.loadbalancing`` keys (snake_case, upstream's names), merged into the config."""
 
 
-DEFAULT_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 
 # ``extraConfig`` keys that fields of the spec own: setting them there is an error naming the field.
 MANAGED_EXTRA_CONFIG_KEYS: dict[str, str] = {
