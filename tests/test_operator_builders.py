@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from dataplane.config import parse_config
+from dataplane.config_model import K8sResolverConfig, StaticResolverConfig
 from ringleader_operator.builders import (
     PRESTOP_SECONDS,
     RUN_AS_USER,
@@ -24,9 +27,6 @@ from ringleader_operator.builders import (
 from ringleader_operator.owner import Owner, scale_selector
 from ringleader_operator.render import TLS_DIR, config_hash, render_config, validate_config
 from ringleader_operator.spec import SpecError, parse_spec
-
-from dataplane.config import parse_config
-from dataplane.config_model import K8sResolverConfig, StaticResolverConfig
 
 OWNER = Owner(name="tier1", namespace="observability", uid="0b4f5c2e-0000-4000-8000-000000000001", generation=3)
 STATIC: dict[str, Any] = {"resolver": {"static": {"hostnames": ["tier2-0:4317", "tier2-1:4317"]}}}

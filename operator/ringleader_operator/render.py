@@ -105,6 +105,7 @@ def _resolver(owner: Owner, spec: ExporterSpec) -> dict[str, Any]:
                 "ports": list(r.ports),
                 "timeout": r.timeout,
                 "return_hostnames": r.return_hostnames,
+                "debounce": r.debounce,
             }
         }
     if isinstance(r, DNSResolver):
@@ -240,7 +241,10 @@ _SPEC_PATHS: tuple[tuple[str, str], ...] = (
     (f"{_LB}.resolver.aws_cloud_map", "spec.resolver.awsCloudMap"),
     (f"{_LB}.resolver", "spec.resolver"),
     (f"{_LB}.protocol.otlp.tls.server_name_override", "spec.otlp.tls.serverName"),
-    (f"{_LB}.protocol.otlp.tls", "spec.otlp.tls"),
+    (f"{_LB}.protocol.otlp.tls.insecure", "spec.otlp.tls.insecure"),
+    (f"{_LB}.protocol.otlp.tls.ca_file", "spec.otlp.tls.secretName"),
+    (f"{_LB}.protocol.otlp.tls.cert_file", "spec.otlp.tls.secretName"),
+    (f"{_LB}.protocol.otlp.tls.key_file", "spec.otlp.tls.secretName"),
     (f"{_LB}.protocol.otlp.headers", "spec.otlp.headers"),
     (f"{_LB}.protocol.otlp.timeout", "spec.otlp.timeout"),
     (f"{_LB}.protocol.otlp.compression", "spec.otlp.compression"),

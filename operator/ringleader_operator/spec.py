@@ -79,6 +79,7 @@ class K8sResolver:
     ports: tuple[int, ...] = (4317,)
     return_hostnames: bool = False
     timeout: str = "1m"
+    debounce: str = "200ms"
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,9 @@ class ServiceMonitor:
     interval: str = "30s"
 
 
+DEFAULT_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+
+
 @dataclass(frozen=True)
 class ExporterSpec:
     resolver: Resolver
@@ -216,7 +220,7 @@ class ExporterSpec:
     ports: Ports = field(default_factory=Ports)
     drain_timeout: str = "30s"
     log_level: Literal["debug", "info", "warn", "error"] = "info"
-    resources: Mapping[str, Any] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
     node_selector: Mapping[str, str] = field(default_factory=dict)
     affinity: Mapping[str, Any] | None = None
     tolerations: tuple[Mapping[str, Any], ...] = ()
@@ -228,7 +232,6 @@ class ExporterSpec:
     """Other ``exporters.loadbalancing`` keys (snake_case, upstream's names), merged into the config."""
 
 
-DEFAULT_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 
 # ``extraConfig`` keys that fields of the spec own: setting them there is an error naming the field.
 MANAGED_EXTRA_CONFIG_KEYS: dict[str, str] = {
@@ -241,7 +244,13 @@ MANAGED_EXTRA_CONFIG_KEYS: dict[str, str] = {
     "retry_on_failure": "spec.retryOnFailure",
     "protocol.otlp.timeout": "spec.otlp.timeout",
     "protocol.otlp.compression": "spec.otlp.compression",
-    "protocol.otlp.tls": "spec.otlp.tls",
+    "protocol.otlp.tls.insecure": "spec.otlp.tls.insecure",
+    "protocol.otlp.tls.ca_file": "spec.otlp.tls.secretName (ca.crt)",
+    "protocol.otlp.tls.cert_file": "spec.otlp.tls.secretName with clientCertificate (tls.crt)",
+    "protocol.otlp.tls.key_file": "spec.otlp.tls.secretName with clientCertificate (tls.key)",
+    "protocol.otlp.tls.cert_pem": "spec.otlp.tls.secretName with clientCertificate (tls.crt)",
+    "protocol.otlp.tls.key_pem": "spec.otlp.tls.secretName with clientCertificate (a private key belongs in a Secret)",
+    "protocol.otlp.tls.server_name_override": "spec.otlp.tls.serverName",
     "protocol.otlp.headers": "spec.otlp.headers",
     "protocol.otlp.sending_queue": "spec.otlp.sendingQueue",
     "protocol.otlp.retry_on_failure": "spec.otlp.retryOnFailure",
@@ -433,6 +442,7 @@ def _resolver(value: _Field) -> Resolver:
         namespace = body.get("namespace")
         hostnames = body.get("returnHostnames")
         timeout = body.get("timeout")
+        debounce = body.get("debounce")
         result = K8sResolver(
             service=body.require("service").string(max_length=63, pattern=_DNS_LABEL, what="a Service name"),
             namespace=namespace.string(max_length=63, pattern=_DNS_1123_LABEL, what="a namespace name")
@@ -441,6 +451,7 @@ def _resolver(value: _Field) -> Resolver:
             ports=ports,
             return_hostnames=hostnames.boolean() if hostnames else False,
             timeout=timeout.duration(positive=True) if timeout else "1m",
+            debounce=debounce.duration() if debounce else "200ms",
         )
     elif kind == "dns":
         port = body.get("port")
