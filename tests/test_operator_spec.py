@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +155,16 @@ def test_parse_spec_copies_what_it_keeps() -> None:
     source["tolerations"][0]["key"] = "changed"
     assert spec.extra_config["protocol"]["otlp"]["keepalive"]["time"] == "30s"
     assert spec.tolerations[0]["key"] == "dedicated"
+
+
+def test_docs_describe_every_field_of_the_crd() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "operator.md").read_text(encoding="utf-8")
+    opaque = ("spec.affinity.", "spec.resources.", "spec.nodeSelector.", "spec.tolerations[].",
+              "spec.topologySpreadConstraints[].", "spec.extraConfig.", "spec.podDisruptionBudget.")  # fmt: skip
+    missing = sorted(
+        path
+        for path in schema_paths(spec_schema())
+        if path != "spec" and not path.startswith(opaque) and not path.endswith("[]")
+        and not re.search(rf"[`.{{ ]{path.rsplit('.', 1)[-1]}\b", docs)
+    )  # fmt: skip
+    assert missing == []
