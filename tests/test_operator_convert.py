@@ -287,7 +287,7 @@ def test_alloy_client_queue_retry_and_keepalive_are_mapped() -> None:
 
 
 def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> None:
-    block = {
+    block: dict[str, Any] = {
         "routing_key": "attributes",
         "routing_attributes": ["tenant"],
         "timeout": 0,
@@ -303,6 +303,7 @@ def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> N
                 "auth": {"authenticator": "oauth2client"},
                 "keepalive": {"time": "30s"},
                 "wait_for_ready": True,
+                "user_agent": "${env:AGENT}",
             }
         },
     }  # fmt: skip
@@ -312,6 +313,9 @@ def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> N
     assert "protocol.otlp.tls.ca_file: put the CA certificate in a Secret as key ca.crt" in notes
     assert "protocol.otlp.headers.authorization: reads the collector's environment" in notes
     assert "protocol.otlp.auth: authenticator extensions are not supported" in notes
+    assert "protocol.otlp.user_agent: reads the collector's environment; write the value" in notes
+    del block["protocol"]["otlp"]["user_agent"]
+    conversion = convert_collector_block(block)
     spec = conversion.spec
     assert spec["resolver"] == {
         "k8s": {"service": "tier2", "namespace": "sampling", "returnHostnames": True, "debounce": "1s"}

@@ -119,6 +119,10 @@ def test_the_crd_declares_exactly_the_fields_parse_spec_reads() -> None:
          "spec.extraConfig.protocol.otlp.tls.key_pem", "a private key belongs in a Secret"),
         (with_(extraConfig={"protocol": {"otlp": {"endpoint": "x:4317"}}}),
          "spec.extraConfig.protocol.otlp.endpoint", "the resolver sets each backend's endpoint"),
+        (with_(extraConfig={"protocol": {"otlp": {"authority": "${env:HOME}"}}}),
+         "spec.extraConfig.protocol.otlp.authority", "environment references are not available here"),
+        (with_(extraConfig={"protocol": {"otlp": {"user_agent": "a-$${HOME}-${PATH}"}}}),
+         "spec.extraConfig.protocol.otlp.user_agent", "environment references are not available here"),
     ],
 )
 def test_a_bad_spec_names_the_field(spec: dict[str, Any], path: str, message: str) -> None:
@@ -141,6 +145,11 @@ def test_every_key_a_field_owns_is_refused_in_extra_config() -> None:
             parse_spec(with_(extraConfig=extra))
         assert err.value.path == f"spec.extraConfig.{dotted}"
         assert owner in err.value.message
+
+
+def test_a_literal_dollar_in_extra_config_is_written_as_in_the_collector() -> None:
+    extra = {"protocol": {"otlp": {"user_agent": "cost-$$5 $${HOME}"}}}
+    assert parse_spec(with_(extraConfig=extra)).extra_config == extra
 
 
 def test_autoscaling_disabled_means_no_autoscaler() -> None:

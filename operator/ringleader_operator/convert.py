@@ -313,7 +313,19 @@ def convert_collector_block(block: Mapping[str, Any]) -> Conversion:
         )
     if extra:
         spec["extraConfig"] = extra
+        _note_env_references(extra, "", notes)
     return Conversion(spec=spec, notes=tuple(notes.items))
+
+
+def _note_env_references(node: Any, path: str, notes: _Notes) -> None:
+    if isinstance(node, str) and _ENV_REF.search(node):
+        notes.add(path, "reads the collector's environment; write the value (extraConfig refuses ${...})")
+    elif isinstance(node, Mapping):
+        for key, item in node.items():
+            _note_env_references(item, f"{path}.{key}" if path else str(key), notes)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _note_env_references(item, f"{path}[{i}]", notes)
 
 
 # ---------------------------------------------------------------------- Alloy

@@ -693,10 +693,32 @@ def _service_monitor(value: _Field | None) -> ServiceMonitor:
     )
 
 
+_ENV_REFERENCE = re.compile(r"\$\$|\$\{[^}]*\}")
+
+
+def _no_env_references(node: Any, path: str) -> None:
+    """The pod's environment holds nothing extraConfig could use (only the headers' Secret values), and the
+    operator's must not leak into a validation message: refuse ``${...}`` (``$$`` is a literal ``$``)."""
+    if isinstance(node, str):
+        if any(m.group() != "$$" for m in _ENV_REFERENCE.finditer(node)):
+            raise SpecError(
+                path,
+                "environment references are not available here (write the value; a secret belongs in "
+                "spec.otlp.headers with valueFrom or in spec.otlp.tls.secretName; write $$ for a literal $)",
+            )
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            _no_env_references(item, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _no_env_references(item, f"{path}[{i}]")
+
+
 def _extra_config(value: _Field | None) -> dict[str, Any]:
     if value is None:
         return {}
     extra: dict[str, Any] = value.plain(dict)
+    _no_env_references(extra, value.path)
     for dotted, owner in MANAGED_EXTRA_CONFIG_KEYS.items():
         node: Any = extra
         for part in dotted.split("."):
