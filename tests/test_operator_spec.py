@@ -26,7 +26,7 @@ from ringleader_operator.spec import (
     StaticResolver,
     parse_spec,
 )
-from tests.crdutil import FULL_SPEC, FULL_VARIANTS, schema_paths, spec_schema, value_paths
+from tests.crdutil import FULL_SPEC, FULL_VARIANTS, crd_manifest, schema_paths, spec_schema, value_paths
 
 K8S: dict[str, Any] = {"resolver": {"k8s": {"service": "otelcol-tier2"}}}
 
@@ -177,3 +177,26 @@ def test_docs_describe_every_field_of_the_crd() -> None:
         and not re.search(rf"[`.{{ ]{path.rsplit('.', 1)[-1]}\b", docs)
     )  # fmt: skip
     assert missing == []
+
+
+def test_every_string_list_and_map_in_the_crd_is_bounded() -> None:
+    unbounded: list[str] = []
+
+    def walk(schema: dict[str, Any], path: str) -> None:
+        kind = schema.get("type")
+        if kind == "string" and not ({"maxLength", "enum"} & set(schema) or schema.get("format") == "date-time"):
+            unbounded.append(path)
+        if kind == "array" and "maxItems" not in schema:
+            unbounded.append(path)
+        if isinstance(schema.get("additionalProperties"), dict):
+            if "maxProperties" not in schema:
+                unbounded.append(path)
+            walk(schema["additionalProperties"], f"{path}{{}}")
+        for key, sub in schema.get("properties", {}).items():
+            walk(sub, f"{path}.{key}")
+        if "items" in schema:
+            walk(schema["items"], f"{path}[]")
+
+    root = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    walk(root, "")
+    assert unbounded == [".apiVersion", ".kind"]  # the API server bounds those itself
