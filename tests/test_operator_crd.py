@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from e2e.envtest import EnvTest
@@ -246,6 +246,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "port cannot be used with srv",
         "spec.resolver.dns.port",
     ),
+    "toleration-seconds-without-no-execute": (
+        bad(tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]),
+        "tolerationSeconds is only valid with effect NoExecute",
+        "spec.tolerations[0].tolerationSeconds",
+    ),
     "bad-service-name": (
         {"resolver": {"k8s": {"service": "Tier2.other"}}},
         "spec.resolver.k8s.service in body should match",
@@ -315,3 +320,35 @@ def test_the_scale_subresource_drives_spec_replicas(custom: client.CustomObjects
     assert isinstance(scale, dict)
     assert scale["spec"]["replicas"] == 5
     assert scale["status"] == {"replicas": 2, "selector": selector}
+
+
+@pytest.mark.parametrize("variant", sorted(FULL_VARIANTS))
+def test_every_object_build_all_makes_is_valid_for_the_api_server(crd_env: EnvTest, variant: str) -> None:
+    """Server-side dry run of each built object, as admin: the API server's own validation of the manifests
+    (pod template, probes, preStop sleep, HPA, PDB, RBAC), without controllers acting on them."""
+    namespace = crd_env.new_namespace("built")
+    spec = copy.deepcopy(FULL_VARIANTS[variant])
+    if variant == "k8s":
+        spec["resolver"]["k8s"]["namespace"] = crd_env.new_namespace("tier2")  # cross-namespace RBAC
+    desired = build_all(Owner("full", namespace, "0b4f5c2e-0000-4000-8000-000000000001"), parse_spec(spec))
+    kinds = []
+    with crd_env.api_client() as api:
+        resources = dynamic.DynamicClient(api).resources
+        for obj in (*desired.owned, *desired.cross_namespace):
+            resource_api = resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            try:
+                resource_api.server_side_apply(
+                    body=obj,
+                    name=obj["metadata"]["name"],
+                    namespace=obj["metadata"]["namespace"],
+                    field_manager="ringleader-operator",
+                    dry_run="All",
+                )
+            except ApiException as exc:
+                pytest.fail(f"{obj['kind']} refused: {json.loads(exc.body or '{}').get('message')}")
+            kinds.append(obj["kind"])
+    expected = ["ConfigMap", "ServiceAccount", "Service", "Deployment", "PodDisruptionBudget"]
+    expected.append("HorizontalPodAutoscaler")
+    if variant == "k8s":
+        expected += ["Role", "RoleBinding"]
+    assert sorted(kinds) == sorted(expected)
