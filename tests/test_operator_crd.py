@@ -32,6 +32,7 @@ from tests.crdutil import (
     install_crd,
     resource,
 )
+from tests.harness import wait_until
 
 EXAMPLES = sorted((ROOT / "examples").glob("loadbalancingexporter*.yaml"))
 K8S: dict[str, Any] = {"resolver": {"k8s": {"service": "otelcol-tier2"}}}
@@ -352,3 +353,59 @@ def test_every_object_build_all_makes_is_valid_for_the_api_server(crd_env: EnvTe
     if variant == "k8s":
         expected += ["Role", "RoleBinding"]
     assert sorted(kinds) == sorted(expected)
+
+
+@pytest.mark.parametrize("where", ["same-namespace", "other-namespace"])
+def test_the_built_rbac_lets_the_data_plane_read_endpointslices_there_and_nothing_else(
+    crd_env: EnvTest, where: str
+) -> None:
+    """The built ServiceAccount, Role and RoleBinding applied for real; the ServiceAccount's own token
+    is then allowed exactly get/list/watch on EndpointSlices in the tier-2 namespace."""
+    namespace = crd_env.new_namespace("rbac")
+    tier2 = namespace if where == "same-namespace" else crd_env.new_namespace("tier2")
+    elsewhere = crd_env.new_namespace("elsewhere")
+    spec = parse_spec({"resolver": {"k8s": {"service": "otelcol-tier2", "namespace": tier2}}})
+    desired = build_all(Owner("tier1", namespace, "0b4f5c2e-0000-4000-8000-000000000001"), spec)
+    with crd_env.api_client() as api:
+        resources = dynamic.DynamicClient(api).resources
+        for obj in (*desired.owned, *desired.cross_namespace):
+            if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+                resource_api = resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+                resource_api.server_side_apply(
+                    body=obj,
+                    name=obj["metadata"]["name"],
+                    namespace=obj["metadata"]["namespace"],
+                    field_manager="ringleader-operator",
+                )
+    account = crd_env.service_account(namespace, "tier1-ringleader", create=False)
+
+    def allowed(verb: str, resource: str, ns: str, group: str = "") -> bool:
+        with crd_env.api_client(account.kubeconfig) as api:
+            review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+                client.V1SelfSubjectAccessReview(
+                    spec=client.V1SelfSubjectAccessReviewSpec(
+                        resource_attributes=client.V1ResourceAttributes(
+                            verb=verb, resource=resource, group=group, namespace=ns
+                        )
+                    )
+                )
+            )
+        return bool(review.status and review.status.allowed)
+
+    wait_until(lambda: allowed("watch", "endpointslices", tier2, "discovery.k8s.io"), 30, what="RBAC to take effect")
+    for verb in ("get", "list", "watch"):
+        assert allowed(verb, "endpointslices", tier2, "discovery.k8s.io")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not allowed(verb, "endpointslices", tier2, "discovery.k8s.io")
+    assert not allowed("list", "endpointslices", elsewhere, "discovery.k8s.io")
+    assert not allowed("list", "pods", tier2)
+    assert not allowed("get", "secrets", tier2)
+    assert not allowed("list", "endpoints", tier2)
+    if where == "other-namespace":
+        assert not allowed("list", "endpointslices", namespace, "discovery.k8s.io")
+    # And a real list with the token, as the resolver makes it.
+    with crd_env.api_client(account.kubeconfig) as api:
+        assert client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(tier2).items == []
+        with pytest.raises(ApiException) as err:
+            client.CoreV1Api(api).list_namespaced_secret(tier2)
+        assert err.value.status == 403
