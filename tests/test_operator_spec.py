@@ -200,3 +200,14 @@ def test_every_string_list_and_map_in_the_crd_is_bounded() -> None:
     root = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     walk(root, "")
     assert unbounded == [".apiVersion", ".kind"]  # the API server bounds those itself
+
+
+def test_kopfs_views_of_the_body_are_read_like_plain_dicts() -> None:
+    import kopf
+
+    from ringleader_operator.owner import Owner
+
+    raw: Any = {"metadata": {"name": "tier1", "namespace": "obs", "uid": "u-1", "generation": 4}, "spec": FULL_SPEC}
+    body = kopf.Body(raw)
+    assert parse_spec(kopf.Spec(body)) == parse_spec(FULL_SPEC)
+    assert Owner.from_metadata(kopf.Meta(body)) == Owner("tier1", "obs", "u-1", 4)
