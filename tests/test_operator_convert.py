@@ -16,12 +16,12 @@ import yaml
 
 from dataplane.config import parse_config
 from dataplane.config_model import K8sResolverConfig, LoadBalancingConfig
+from ringleader_operator.alloy import AlloyError, parse_alloy
 from ringleader_operator.convert import (
     ConversionError,
     convert_alloy,
     convert_collector_block,
     convert_main,
-    parse_alloy,
     spec_from_collector_config,
 )
 from ringleader_operator.owner import Owner
@@ -366,9 +366,9 @@ def test_unconvertible_blocks_name_the_key(block: dict[str, Any], path: str) -> 
 
 
 def test_alloy_syntax_errors_name_the_line() -> None:
-    with pytest.raises(ConversionError, match=r"line 3: expected \{"):
+    with pytest.raises(AlloyError, match=r"line 3: expected \{"):
         parse_alloy('otelcol.exporter.loadbalancing "x" {\n  resolver {\n    static hostnames\n  }\n}\n')
-    with pytest.raises(ConversionError, match=r"no otelcol\.exporter\.loadbalancing block"):
+    with pytest.raises(AlloyError, match=r"no otelcol\.exporter\.loadbalancing block"):
         parse_alloy('otelcol.exporter.otlp "x" {}')
 
 
@@ -390,6 +390,10 @@ def test_the_convert_command_prints_a_resource_and_the_notes(
     alloy.write_text(ALLOY_K8S, encoding="utf-8")
     assert convert_main([str(alloy)]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["spec"]["resolver"]["k8s"]["ports"] == [34621]
+
+    (tmp_path / "broken.alloy").write_text('otelcol.exporter.loadbalancing "x" { resolver = }', encoding="utf-8")
+    assert convert_main([str(tmp_path / "broken.alloy")]) == 2
+    assert "line 1: unexpected '}'" in capsys.readouterr().err
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("exporters: {otlp: {}}\n", encoding="utf-8")
