@@ -409,3 +409,37 @@ def test_the_built_rbac_lets_the_data_plane_read_endpointslices_there_and_nothin
         with pytest.raises(ApiException) as err:
             client.CoreV1Api(api).list_namespaced_secret(tier2)
         assert err.value.status == 403
+
+
+def test_a_full_status_is_stored_as_written(custom: client.CustomObjectsApi, namespace: str) -> None:
+    create(custom, namespace, "status", K8S)
+    status = {
+        "observedGeneration": 1,
+        "replicas": 2,
+        "readyReplicas": 1,
+        "updatedReplicas": 2,
+        "selector": "app.kubernetes.io/name=ringleader,app.kubernetes.io/instance=status",
+        "backends": 3,
+        "configHash": "0123456789",
+        "configMapName": "status-ringleader-0123456789",
+        "tier2Service": f"{namespace}/otelcol-tier2",
+        "ring": {
+            "replicasReporting": 2,
+            "consistent": False,
+            "backendSets": [
+                {"id": "aaaaaaaaaa", "backends": 3, "pods": ["status-ringleader-1"]},
+                {"id": "bbbbbbbbbb", "backends": 2, "pods": ["status-ringleader-2"]},
+            ],
+            "unreachable": ["status-ringleader-3"],
+        },
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "ReplicasNotReady", "message": "1 of 2 ready",
+             "observedGeneration": 1, "lastTransitionTime": "2026-12-02T13:00:00Z"},
+            {"type": "Degraded", "status": "True", "reason": "BackendSetDisagreement", "message": "...",
+             "observedGeneration": 1, "lastTransitionTime": "2026-12-02T13:00:00Z"},
+        ],
+    }  # fmt: skip
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "status", {"status": status})
+    stored = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "status")
+    assert isinstance(stored, dict)
+    assert stored["status"] == status  # nothing pruned: the CRD declares every field the operator writes
