@@ -74,6 +74,9 @@ _OPTIONAL = (
 )
 
 
+_SERVICE_MONITOR_API = ("monitoring.coreos.com/v1", "servicemonitors")
+
+
 class RetryLater(Exception):
     """A transient failure (API unavailable, timeout, conflict): kopf should retry."""
 
@@ -294,9 +297,7 @@ class Reconciler:
         self, body: Mapping[str, Any], owner: Owner, desired: Desired
     ) -> tuple[list[Problem], dict[str, Any] | None]:
         manifests = [*desired.owned, *desired.cross_namespace]
-        if desired.service_monitor is not None and await self.api.api_group_has(
-            "monitoring.coreos.com/v1", "servicemonitors"
-        ):
+        if desired.service_monitor is not None and await self.api.api_group_has(*_SERVICE_MONITOR_API):
             manifests.append(desired.service_monitor)
         deployment: dict[str, Any] | None = None
         for manifest in manifests:
@@ -310,7 +311,7 @@ class Reconciler:
                     "remove that object.",
                 )], None  # fmt: skip
             try:
-                result = await self.api.apply(manifest)
+                result = await self.api.apply(manifest, before=existing)
             except ApiException as exc:
                 if _transient(exc):
                     raise
@@ -348,9 +349,12 @@ class Reconciler:
         for name in configmaps_to_prune(configmaps, self.options.keep_configmaps, desired.config_name):
             await self._delete(body, "v1", "ConfigMap", owner.namespace, name)
 
+        monitor = (desired.service_monitor,) if desired.service_monitor is not None else ()
         wanted = {(m["apiVersion"], m["kind"], m["metadata"]["namespace"], m["metadata"]["name"])
-                  for m in (*desired.owned, *desired.cross_namespace)}  # fmt: skip
+                  for m in (*desired.owned, *desired.cross_namespace, *monitor)}  # fmt: skip
         candidates = [(api, kind, owner.namespace, resource_name(owner)) for api, kind in _OPTIONAL]
+        if not monitor and await self.api.api_group_has(*_SERVICE_MONITOR_API):
+            candidates.append(("monitoring.coreos.com/v1", "ServiceMonitor", owner.namespace, resource_name(owner)))
         candidates += [(RBAC_API, kind, owner.namespace, resource_name(owner)) for kind in ("RoleBinding", "Role")]
         old_rbac = _rbac_of(owner, previous)
         if old_rbac is not None:
