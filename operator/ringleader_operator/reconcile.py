@@ -215,10 +215,19 @@ class Reconciler:
             if namespace == owner.namespace:
                 continue
             for kind in ("RoleBinding", "Role"):
-                existing = await self.api.get(RBAC_API, kind, namespace, name)
-                if existing is not None and _owned_by(existing, owner):
-                    await self.api.delete(RBAC_API, kind, namespace, name)
-                    _event(body, "Normal", reason="Deleted", message=f"deleted {kind} {namespace}/{name}")
+                try:
+                    existing = await self.api.get(RBAC_API, kind, namespace, name)
+                    if existing is not None and _owned_by(existing, owner):
+                        await self.api.delete(RBAC_API, kind, namespace, name)
+                        _event(body, "Normal", reason="Deleted", message=f"deleted {kind} {namespace}/{name}")
+                except ApiException as exc:
+                    if exc.status != 403:
+                        raise
+                    # Without rights there, the operator could not have created it either; do not block
+                    # the deletion forever, say what may be left.
+                    _event(body, "Warning", reason="CleanupForbidden",
+                           message=f"may not delete {kind} {namespace}/{name} ({_api_error(exc)}); "
+                                   "delete it by hand if it exists")  # fmt: skip
 
     # -- the steps -------------------------------------------------------------------------------
     async def _reconcile(self, body: Mapping[str, Any]) -> None:
@@ -302,15 +311,17 @@ class Reconciler:
         deployment: dict[str, Any] | None = None
         for manifest in manifests:
             meta = manifest["metadata"]
-            existing = await self.api.get(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
-            other = _foreign(existing, owner)
-            if other is not None:
-                return [Problem(
-                    "NameConflict",
-                    f"{_describe(manifest)} already exists and belongs to {other}; rename this resource or "
-                    "remove that object.",
-                )], None  # fmt: skip
             try:
+                existing = await self.api.get(
+                    manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
+                )
+                other = _foreign(existing, owner)
+                if other is not None:
+                    return [Problem(
+                        "NameConflict",
+                        f"{_describe(manifest)} already exists and belongs to {other}; rename this resource or "
+                        "remove that object.",
+                    )], None  # fmt: skip
                 result = await self.api.apply(manifest, before=existing)
             except ApiException as exc:
                 if _transient(exc):
