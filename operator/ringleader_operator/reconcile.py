@@ -191,14 +191,17 @@ class Reconciler:
         Holds the resource's lock: a reconciliation under way finishes first, and any later one
         sees the deletion and does nothing, so nothing is re-created behind the finalizer."""
         meta = body["metadata"]
-        lock = self._locks.setdefault(f"{meta['namespace']}/{meta['name']}", asyncio.Lock())
+        key = f"{meta['namespace']}/{meta['name']}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:
                 await self._finalize(body)
             except ApiException as exc:
                 if _transient(exc):
-                    raise RetryLater(f"{meta['namespace']}/{meta['name']}: {exc.status} {_api_error(exc)}") from exc
+                    raise RetryLater(f"{key}: {exc.status} {_api_error(exc)}") from exc
                 raise
+        if not lock.locked() and key not in self._waiting:
+            self._locks.pop(key, None)  # the resource is gone: forget its lock
 
     async def _finalize(self, body: Mapping[str, Any]) -> None:
         owner = Owner.from_metadata(body["metadata"])
