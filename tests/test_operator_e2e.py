@@ -187,6 +187,7 @@ def test_a_spec_only_the_data_plane_refuses_changes_nothing_and_degrades_with_th
     cluster.tier2_service(ns)
     cluster.create(ns, "tier1", k8s_spec())
     good = converged(cluster, ns, "tier1")["status"]
+    settled(cluster, ns, "tier1")  # the Deployment controller has stopped writing its status
     deployment = cluster.apps.read_namespaced_deployment("tier1-ringleader", ns)
     before = {
         "deployment": deployment.metadata.resource_version,
