@@ -155,7 +155,7 @@ class LoadBalancingConfig:
     sending_queue: QueueConfig = field(default_factory=lambda: QueueConfig(enabled=False))
     retry_on_failure: RetryConfig = field(default_factory=lambda: RetryConfig(enabled=False))
     protocol: OTLPExporterConfig = field(default_factory=OTLPExporterConfig)
-    ring_algorithm: Literal["ringleader", "upstream"] = "ringleader"  # Ringleader extension
+    ring_algorithm: str = "ringleader"  # Ringleader extension; one of dataplane.ring.ALGORITHMS
 
     def routing_key_for(self, signal: str) -> str:
         return self.routing_key or DEFAULT_ROUTING_KEY[signal]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 from ..config_model import (
     LoadBalancingConfig,
     OTLPExporterConfig,
 )
+from ..ring import ALGORITHMS
 from ._components import component_type
 from ._errors import ConfigError, join
 from ._otlp import parse_otlp
@@ -78,5 +77,5 @@ def _parse_loadbalancing(lb: Map) -> LoadBalancingConfig:
         sending_queue=queue,
         retry_on_failure=retry,
         protocol=protocol,
-        ring_algorithm=cast(Any, ring.choice(("ringleader", "upstream"))) if ring else "ringleader",
+        ring_algorithm=ring.choice(ALGORITHMS) if ring else "ringleader",
     )

@@ -52,21 +52,25 @@ import random
 from ._decode_split import DecodeSplitter
 from ._items import count_items
 from ._keys import ZERO_TRACE_ID, any_value_to_string, attributes_key, resource_key_bytes, service_name
+from ._probe import VALUE_FORMS, UnroutableValueError, key_bytes
 from ._split import REQUEST_TYPES, InvalidRequestError, Lookup, Split, Splitter
 from ._wire_split import WireSplitter
 
 __all__ = [
     "REQUEST_TYPES",
+    "VALUE_FORMS",
     "ZERO_TRACE_ID",
     "DecodeSplitter",
     "InvalidRequestError",
     "Lookup",
     "Split",
     "Splitter",
+    "UnroutableValueError",
     "WireSplitter",
     "any_value_to_string",
     "attributes_key",
     "count_items",
+    "key_bytes",
     "make_splitter",
     "resource_key_bytes",
     "service_name",
