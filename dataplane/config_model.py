@@ -181,3 +181,9 @@ class Config:
     signals: tuple[str, ...] = SIGNALS
     """Signals the data plane accepts: from service.pipelines when given, else every signal
     the routing key supports."""
+    receiver_id: str = "otlp"
+    """The receiver's component ID (``otlp``, ``otlp/tier1``): the ``receiver`` label of the
+    collector's standard self-metrics."""
+    exporter_id: str = "loadbalancing"
+    """The exporter's component ID as written (``loadbalancing``, ``load_balancing/x``): the
+    ``exporter`` label of the collector's standard self-metrics."""

@@ -95,7 +95,15 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     telemetry = parse_telemetry(root.get("telemetry"))
     shutdown = parse_shutdown(root.get("shutdown"))
     root.done()
-    return Config(receivers=receivers, exporter=lb, telemetry=telemetry, shutdown=shutdown, signals=signals)
+    return Config(
+        receivers=receivers,
+        exporter=lb,
+        telemetry=telemetry,
+        shutdown=shutdown,
+        signals=signals,
+        receiver_id=receiver_id,
+        exporter_id=exporter_id,
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
