@@ -130,6 +130,24 @@ def test_aaaa_records_become_bracketed_endpoints(dns: DNSServer) -> None:
     assert seen.last == ("127.0.1.1:4317", "[2001:db8::1]:4317", "[2001:db8::2]:4317")
 
 
+def test_a_answered_and_aaaa_refused_keeps_the_a_addresses(dns: DNSServer) -> None:
+    """Defect 7 of issue 9. A name outside dnsmasq's local domain is answered from the hosts
+    file for A, while AAAA would be forwarded and, with no upstream, is REFUSED. Go's
+    resolver (upstream's) returns the A addresses; so does this one."""
+    name = "backends.tier2.example"  # not under .test: AAAA gets REFUSED, not NODATA
+    dns.set_hosts(name, ["127.0.1.1", "127.0.1.2"])
+    resolver, telemetry, seen = make_resolver(dns, name, port="4317")
+
+    async def scenario() -> None:
+        await resolver.start(seen)
+        await resolver.stop()
+
+    asyncio.run(scenario())
+    assert seen.last == ("127.0.1.1:4317", "127.0.1.2:4317")
+    assert resolver.last_error is None
+    assert resolutions(telemetry, False) == 0
+
+
 def test_without_port_endpoints_are_bare_and_the_exporter_adds_4317(dns: DNSServer) -> None:
     """Upstream's shape: no port in the ring string; IPv6 keeps its brackets so
     the exporter can still tell address from port."""

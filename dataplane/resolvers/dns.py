@@ -151,19 +151,33 @@ class DNSResolver(PollingResolver):
     async def _lookup_addresses(self, client: DNSClient, name: str, *, missing_ok: bool) -> list[str]:
         """A and AAAA records of ``name`` from ``client``'s server, asked in parallel.
 
-        Raises :class:`ResolverError` if either query fails, and (unless
-        ``missing_ok``) if the name does not exist or has no addresses."""
-        try:
-            # A TaskGroup cancels the other query as soon as one fails.
-            async with asyncio.TaskGroup() as tasks:
-                a_task = tasks.create_task(client.query(name, RRType.A))
-                aaaa_task = tasks.create_task(client.query(name, RRType.AAAA))
-        except* DNSError as group:
-            raise ResolverError(f"lookup {name}: {group.exceptions[0]}") from None
-        a, aaaa = a_task.result(), aaaa_task.result()
-        addresses = _addresses_for(a, name, RRType.A) + _addresses_for(aaaa, name, RRType.AAAA)
-        if not addresses and not missing_ok:
-            if a.rcode == Rcode.NXDOMAIN and aaaa.rcode == Rcode.NXDOMAIN:
+        Like Go's resolver (which upstream uses), one record type failing does not fail
+        the lookup: a server that answers A but refuses AAAA (dnsmasq with a hosts file
+        and no upstream does) still yields the A addresses. Raises
+        :class:`ResolverError` when no addresses came back and a query failed, and
+        (unless ``missing_ok``) when the name does not exist or has no addresses."""
+        results = await asyncio.gather(
+            client.query(name, RRType.A), client.query(name, RRType.AAAA), return_exceptions=True
+        )
+        addresses: list[str] = []
+        errors: list[str] = []
+        responses: list[Response] = []
+        for rtype, result in zip((RRType.A, RRType.AAAA), results, strict=True):
+            if isinstance(result, DNSError):
+                errors.append(f"{rtype.name}: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                responses.append(result)
+                addresses += _addresses_for(result, name, rtype)
+        if addresses:
+            if errors:
+                log.debug("lookup %s: using the addresses found despite %s", name, "; ".join(errors))
+            return addresses
+        if errors:
+            raise ResolverError(f"lookup {name}: {'; '.join(errors)}")
+        if not missing_ok:
+            if all(r.rcode == Rcode.NXDOMAIN for r in responses):
                 raise ResolverError(f"lookup {name} on {client.address}: no such host (NXDOMAIN)")
             raise ResolverError(f"lookup {name} on {client.address}: no A or AAAA records")
         return addresses
