@@ -26,10 +26,19 @@ Ringleader's additions are prefixed ``ringleader_``:
 - ``ringleader_queue_size{endpoint}`` / ``ringleader_queue_items{endpoint}``:
   batches and items waiting per backend.
 - ``ringleader_ring_share{endpoint}``: share of the hash space owned (0..1).
+- ``ringleader_backend_ejected{endpoint}``, ``ringleader_backend_ejections_total{endpoint,reason}``,
+  ``ringleader_backend_returns_total{endpoint}``: passive ejection (:mod:`dataplane.ejection`).
+- ``ringleader_memory_buffered_bytes`` / ``ringleader_memory_data_limit_bytes``: data held
+  against the memory budget (:mod:`dataplane.memory`).
+
+Series labelled with an endpoint are removed when that backend leaves the set
+(:meth:`Telemetry.forget_endpoint`), so a churning backend set does not grow the
+exposition forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -152,6 +161,46 @@ class Telemetry:
             "Number of ring versions built since start.",
             registry=r,
         )
+        self.backend_ejected = Gauge(
+            "ringleader_backend_ejected",
+            "1 while the backend is ejected from the ring (passive ejection), else 0.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.backend_ejections = Counter(
+            "ringleader_backend_ejections",
+            "Times a backend was ejected from the ring, by reason (export_failures, queue_full).",
+            ["endpoint", "reason"],
+            registry=r,
+        )
+        self.backend_returns = Counter(
+            "ringleader_backend_returns",
+            "Times an ejected backend answered a probe and went back into the ring.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.backend_ejections_skipped = Counter(
+            "ringleader_backend_ejections_skipped",
+            "Ejections not done because max_ejected_percent (or the last backend) forbade them.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.items_possibly_duplicated = Counter(
+            "ringleader_items_possibly_duplicated",
+            "Items sent again after an attempt whose outcome is unknown (at-least-once cases).",
+            ["signal", "reason"],
+            registry=r,
+        )
+        self.memory_buffered = Gauge(
+            "ringleader_memory_buffered_bytes",
+            "Bytes of data held against the memory budget (requests, queues, re-routes, orphans).",
+            registry=r,
+        )
+        self.memory_data_limit = Gauge(
+            "ringleader_memory_data_limit_bytes",
+            "The part of memory.limit that buffered data may use.",
+            registry=r,
+        )
         self._log_state: dict[tuple[str, ...], _LogSummary] = {}
         self.resolver_healthy = Gauge(
             "ringleader_resolver_healthy",
@@ -169,6 +218,46 @@ class Telemetry:
         self.num_backends.labels(resolver=resolver).set(count)
         if changed:
             self.num_backend_updates.labels(resolver=resolver).inc()
+
+    def forget_endpoint(self, endpoint: str) -> None:
+        """Remove every series labelled with ``endpoint`` (the backend left the set)."""
+        for metric in (
+            self.backend_latency,
+            self.backend_outcome,
+            self.items_exported,
+            self.items_failed,
+            self.queue_size,
+            self.queue_items,
+            self.ring_share,
+            self.backend_ejected,
+            self.backend_ejections,
+            self.backend_returns,
+            self.backend_ejections_skipped,
+        ):
+            names = list(metric._labelnames)
+            position = names.index("endpoint")
+            for labels in [k for k in list(metric._metrics) if k[position] == endpoint]:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
+
+    # -- ejection ---------------------------------------------------------------------------
+    def record_ejection(self, endpoint: str, reason: str) -> None:
+        self.backend_ejected.labels(endpoint=endpoint).set(1)
+        self.backend_ejections.labels(endpoint=endpoint, reason=reason).inc()
+
+    def record_return(self, endpoint: str, returned: bool) -> None:
+        self.backend_ejected.labels(endpoint=endpoint).set(0)
+        if returned:
+            self.backend_returns.labels(endpoint=endpoint).inc()
+
+    def record_ejection_skipped(self, endpoint: str) -> None:
+        self.backend_ejections_skipped.labels(endpoint=endpoint).inc()
+        self._log_limited(
+            ("ejection_skipped", endpoint, "not_ejected"),
+            0,
+            "max_ejected_percent reached or it is the last backend",
+            f"backend {endpoint} keeps failing but is not ejected ({{events}} time(s))",
+        )
 
     # -- data path ------------------------------------------------------------------------
     def record_refused(self, signal: str, reason: str, items: int | None, detail: str = "") -> None:
