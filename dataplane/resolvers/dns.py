@@ -22,8 +22,11 @@ Address (A/AAAA) mode, the upstream behaviour:
 
 - without ``server`` the system resolver answers (``getaddrinfo``): /etc/hosts,
   search domains and nsswitch apply, like Go's resolver in the upstream exporter;
-- with ``server`` that server is queried directly for A and AAAA records (UDP,
-  TCP when truncated); the hostname is sent as written, no search domains;
+- with ``server`` that server is queried directly for A and AAAA records (UDP
+  with EDNS0, TCP when truncated; :mod:`dataplane.resolvers.dnsclient`, on
+  dnspython); the hostname is sent as written, no search domains. One record type
+  failing (a server that answers A but refuses AAAA) does not fail the lookup
+  when the other returned addresses, as in Go's resolver;
 - endpoint strings are upstream's: ``10.0.0.1:4317`` and ``[fd00::1]:4317`` when
   ``port`` is set, ``10.0.0.1`` and ``[fd00::1]`` when it is not. The exporter
   adds its default port 4317 to both forms (``[fd00::1]`` -> ``[fd00::1]:4317``),
@@ -55,10 +58,11 @@ import socket
 from collections.abc import Sequence
 
 from ..config_model import DNSResolverConfig
-from ..hostport import join_host_port
+from ..hostport import join_host_port, parse_host_port
 from ..telemetry import Telemetry
 from .base import PollingResolver, ResolverError
-from .dnswire import DNSClient, DNSError, Rcode, ResolvConf, Response, RRType, SRVData, parse_server
+from .dnsclient import DNSClient, DNSError, Rcode, Response, RRType, SRVData
+from .resolvconf import ResolvConf
 
 log = logging.getLogger("ringleader.resolver.dns")
 
@@ -71,6 +75,13 @@ def format_endpoint(address: str, port: str | int) -> str:
     if port != "":
         return join_host_port(address, port)
     return f"[{address}]" if ":" in address else address
+
+
+def _parse_server(server: str) -> tuple[str, int]:
+    try:
+        return parse_host_port(server, 53)
+    except ValueError as exc:
+        raise ValueError(f"dns resolver: bad server {server!r}: {exc}") from None
 
 
 def _norm(name: str) -> str:
@@ -125,7 +136,7 @@ class DNSResolver(PollingResolver):
             raise ValueError("dns resolver: 'port' cannot be used with 'srv: true' (SRV records carry ports)")
         super().__init__(telemetry, cfg.interval or DEFAULT_INTERVAL, cfg.timeout or DEFAULT_TIMEOUT)
         self.cfg = cfg
-        self._server = parse_server(cfg.server) if cfg.server else None
+        self._server = _parse_server(cfg.server) if cfg.server else None
         self._resolv_conf = resolv_conf
 
     async def resolve_once(self) -> list[str]:
