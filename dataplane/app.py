@@ -36,7 +36,9 @@ class DataPlane:
         self.cfg = cfg
         self.telemetry = Telemetry()
         self.telemetry.registry.register(
-            CollectorSelfMetrics(self.telemetry.registry, cfg, self.telemetry.refused_by_transport)
+            CollectorSelfMetrics(
+                self.telemetry.registry, cfg, self.telemetry.refused_by_transport, self.telemetry.retired_items
+            )
         )
         self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry)
         self.resolver = build_resolver(cfg.exporter.resolver, self.telemetry)

@@ -210,6 +210,8 @@ class Telemetry:
         # (signal, reason, transport) -> items: not exported itself; the collector's standard
         # otelcol_receiver_* metrics need the transport (dataplane.collector_metrics).
         self.refused_by_transport: dict[tuple[str, str, str], int] = {}
+        # (sample name, labels without endpoint) -> value of item counters of backends that left.
+        self.retired_items: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.resolver_healthy = Gauge(
             "ringleader_resolver_healthy",
             "1 when the last resolution or watch succeeded, else 0.",
@@ -228,7 +230,17 @@ class Telemetry:
             self.num_backend_updates.labels(resolver=resolver).inc()
 
     def forget_endpoint(self, endpoint: str) -> None:
-        """Remove every series labelled with ``endpoint`` (the backend left the set)."""
+        """Remove every series labelled with ``endpoint`` (the backend left the set).
+
+        What the removed item counters held is kept in :attr:`retired_items`, so the
+        collector's standard totals derived from them (``otelcol_exporter_sent_spans``, ...)
+        never go down when a backend leaves.
+        """
+        for counter in (self.items_exported, self.items_failed):
+            for sample in next(iter(counter.collect())).samples:
+                if sample.name.endswith("_total") and sample.labels.get("endpoint") == endpoint:
+                    key = (sample.name, tuple(sorted((k, v) for k, v in sample.labels.items() if k != "endpoint")))
+                    self.retired_items[key] = self.retired_items.get(key, 0.0) + sample.value
         for metric in (
             self.backend_latency,
             self.backend_outcome,
