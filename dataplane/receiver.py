@@ -26,7 +26,6 @@ import asyncio
 import base64
 import json
 import logging
-import zlib
 from typing import Any
 
 import grpc
@@ -35,7 +34,9 @@ from google.protobuf import json_format
 
 from .balancer import LoadBalancer, RefusedError
 from .config_model import GRPCReceiverConfig, HTTPReceiverConfig
+from .decompress import BodyTooLargeError, DecompressError, UnsupportedEncodingError, decompress
 from .exporter import METHODS
+from .hostport import listen_address
 from .routing import REQUEST_TYPES, InvalidRequestError, count_items
 from .telemetry import Telemetry
 from .wire import MalformedError, encode_varint
@@ -80,22 +81,26 @@ class Intake:
             # A bug must not look like success or vanish: the client gets INTERNAL (not retried
             # blindly by SDKs), the refusal is counted and the traceback logged; serving goes on.
             log.exception("internal error while handling a %s request", signal)
-            self._refuse(signal, "internal_error", count_items(signal, data), repr(exc))
+            self._refuse(signal, "internal_error", count_items(signal, data), repr(exc), transport)
             raise _Refusal("internal_error", grpc.StatusCode.INTERNAL, 500, f"internal error: {exc!r}") from None
 
     async def _accept(self, signal: str, data: bytes, transport: str) -> None:
         if signal not in self.signals:
             self._refuse(
-                signal, "signal_disabled", count_items(signal, data), f"{signal} are not enabled in this data plane"
+                signal,
+                "signal_disabled",
+                count_items(signal, data),
+                f"{signal} are not enabled in this data plane",
+                transport,
             )
             raise _Refusal("signal_disabled", grpc.StatusCode.UNIMPLEMENTED, 404, f"{signal} are not enabled")
         try:
             route, split = self.balancer.split(signal, data)
         except MalformedError as exc:
-            self._refuse(signal, "malformed", 0, str(exc))
+            self._refuse(signal, "malformed", 0, str(exc), transport)
             raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, f"malformed request: {exc}") from None
         except InvalidRequestError as exc:
-            self._refuse(signal, exc.reason, count_items(signal, data), str(exc))
+            self._refuse(signal, exc.reason, count_items(signal, data), str(exc), transport)
             raise _Refusal(exc.reason, grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None
         if split.missing_keys:
             key = self.balancer.splitters[signal].key
@@ -103,7 +108,7 @@ class Intake:
         try:
             await self.balancer.consume(signal, data, route, split)
         except RefusedError as exc:
-            self._refuse(signal, exc.reason, split.items, str(exc))
+            self._refuse(signal, exc.reason, split.items, str(exc), transport)
             if exc.retryable:
                 raise _Refusal(exc.reason, grpc.StatusCode.UNAVAILABLE, 503, str(exc)) from None
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
@@ -117,8 +122,8 @@ class Intake:
         self._refuse(signal, "too_large", 0, message)
         return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, message)
 
-    def _refuse(self, signal: str, reason: str, items: int, detail: str) -> None:
-        self.telemetry.record_refused(signal, reason, items, detail)
+    def _refuse(self, signal: str, reason: str, items: int, detail: str, transport: str = "") -> None:
+        self.telemetry.record_refused(signal, reason, items, detail, transport)
 
 
 # --------------------------------------------------------------------------- gRPC -----
@@ -213,33 +218,12 @@ def _status_body(code: int, message: str, as_json: bool) -> bytes:
     return b"\x08" + encode_varint(code) + b"\x12" + encode_varint(len(text)) + text
 
 
-def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    if encoding in ("", "identity"):
-        return body
-    if encoding == "gzip":
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        decomp = zlib.decompressobj()
-    else:
-        raise _Refusal(
-            "unsupported_encoding",
-            grpc.StatusCode.INVALID_ARGUMENT,
-            415,
-            f"unsupported Content-Encoding {encoding!r} (use gzip, deflate or none)",
-        )
-    try:
-        # Bounded: a small compressed body must not expand past the limit (zip bombs).
-        out = decomp.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise MalformedError(f"cannot decompress {encoding} body: {exc}") from None
-    if len(out) > limit or decomp.unconsumed_tail:
-        raise _Refusal(
-            "too_large",
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            413,
-            f"decompressed body exceeds the limit of {limit} bytes",
-        )
-    return out
+def _decompress_refusal(exc: DecompressError) -> _Refusal:
+    if isinstance(exc, UnsupportedEncodingError):
+        return _Refusal("unsupported_encoding", grpc.StatusCode.INVALID_ARGUMENT, 415, str(exc))
+    if isinstance(exc, BodyTooLargeError):
+        return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, str(exc))
+    return _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc))
 
 
 class HTTPReceiver:
@@ -255,17 +239,16 @@ class HTTPReceiver:
         self.port = 0
 
     async def start(self) -> None:
-        host, _, port = self._cfg.endpoint.rpartition(":")
-        # aiohttp would inflate gzip/deflate bodies itself and _decompress would then fail on the
-        # plain bytes (400 for every compressed request): leave it to _decompress, which is bounded
-        # by the size limit and answers 415 for encodings it does not know.
+        host, port = listen_address(self._cfg.endpoint)
+        # aiohttp would inflate gzip/deflate bodies itself, unbounded: leave it to
+        # dataplane.decompress, which is bounded by the size limit and knows zstd and snappy too.
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else int(port)
+        self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -292,8 +275,12 @@ class HTTPReceiver:
             except web.HTTPRequestEntityTooLarge:
                 raise self._intake.refuse_too_large(signal, limit + 1, limit) from None
             try:
-                body = _decompress(body, request.headers.get("Content-Encoding", "").lower().strip(), limit)
+                body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
                 data = otlp_json_to_protobuf(signal, body) if as_json else body
+            except DecompressError as exc:
+                refusal = _decompress_refusal(exc)
+                self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
+                raise refusal from None
             except MalformedError as exc:
                 self._intake.telemetry.record_refused(signal, "malformed", 0, str(exc))
                 raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None

@@ -128,7 +128,7 @@ def test_sigterm_with_a_dead_backend_exits_0_at_the_deadline_and_logs_what_it_dr
             assert grpc_export(dp.grpc_endpoint, "traces", trace_request(_ids(n)))[0] == grpc.StatusCode.OK
             items += n
         wait_until(
-            lambda: dp.metric("otelcol_loadbalancer_backend_outcome_total", success="false") >= 2,
+            lambda: dp.metric("otelcol_loadbalancer_backend_outcome", success="false") >= 2,
             20,
             what="exports to the dead backend to fail",
         )
@@ -234,9 +234,12 @@ BAD_CONFIGS = {
         ),
         "receivers.otlp.protocols.grpc.max_recv_msg_size_mib",
     ),
-    "a processor": (
-        "processors:\n  batch: {}\n" + _GOOD.format(grpc="127.0.0.1:4317"),
-        "processors.batch",
+    "a processor that changes data": (
+        "processors:\n  attributes: {actions: []}\n"
+        + _GOOD.format(grpc="127.0.0.1:4317")
+        + "service:\n  pipelines:\n    traces:\n"
+        + "      {receivers: [otlp], processors: [attributes], exporters: [loadbalancing]}\n",
+        "processors.attributes",
     ),
     "negative drain timeout": (
         _replace("  drain_timeout: 10s", "  drain_timeout: -1s"),
