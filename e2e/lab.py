@@ -112,6 +112,8 @@ def ensure_builds(log_file: Path | None = None) -> Binaries:
         ["bash", str(e2e / "build_images.sh"), "--print-dir"],
     ]
     out: list[Path] = []
+    if log_file:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
     for argv in steps:
         started = time.monotonic()
         with open(log_file or os.devnull, "a") as err:
@@ -151,11 +153,11 @@ def _kill(pid: int, start: int | None, sig: int) -> None:
 
 
 def _cgroup_hierarchies() -> dict[str, Path]:
-    """Mounted cgroup v1 hierarchies (name -> mount point); the cgroup2 ``unified`` mount is skipped."""
+    """Mounted cgroup hierarchies (name -> mount point), v1 and the cgroup2 ``unified`` mount."""
     found: dict[str, Path] = {}
     for line in Path("/proc/self/mounts").read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[2] == "cgroup":
+        if len(parts) >= 3 and parts[2] in ("cgroup", "cgroup2"):
             found[Path(parts[1]).name] = Path(parts[1])
     return found
 
@@ -327,6 +329,7 @@ class Lab:
             "procs": [], "cgroup": cgroot, "k8s_bin": str(bins.k8s), "containerd_bin": str(bins.containerd),
             "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(), "outward": outward_interface(),
             "logs": str(logs), "started_by": os.getpid(),
+            "made_dirs": [d for d in ("/run/containerd", "/var/lib/cni") if not Path(d).exists()],
         }
         _write_state(state)
         lab = cls(state)
@@ -345,11 +348,14 @@ class Lab:
             lab._spawn("kube-apiserver", _apiserver_argv(bins.k8s))
             deadline = time.monotonic() + timeout
             lab._wait("containerd socket", lambda: (STATE / "containerd.sock").exists(), deadline)
-            archives = [bins.images / f"{name}.tar" for name in images]
-            with open(logs / "ctr-import.log", "w") as import_log:
-                importer = subprocess.Popen(
-                    [str(bins.containerd / "ctr"), "--address", str(STATE / "containerd.sock"), "-n", "k8s.io",
-                     "images", "import", *map(str, archives)], stdout=import_log, stderr=subprocess.STDOUT)
+            # `ctr images import` takes one archive; the imports run side by side with the control plane.
+            importers = []
+            for name in images:
+                with open(logs / f"ctr-import-{name}.log", "w") as import_log:
+                    importers.append(subprocess.Popen(
+                        [str(bins.containerd / "ctr"), "--address", str(STATE / "containerd.sock"), "-n", "k8s.io",
+                         "images", "import", str(bins.images / f"{name}.tar")],
+                        stdout=import_log, stderr=subprocess.STDOUT))
             lab._wait("kube-apiserver", lab._apiserver_ready, deadline)
             lab._spawn("kube-controller-manager", [
                 str(bins.k8s / "kube-controller-manager"), "--kubeconfig", str(STATE / "kcm.kubeconfig"),
@@ -364,8 +370,9 @@ class Lab:
                 "--bind-address", "127.0.0.1", "--secure-port", "10259", "--leader-elect=false", "--v", "1"])
             lab._spawn("kube-proxy", [str(bins.k8s / "kube-proxy"), "--config", str(STATE / "kube-proxy.yaml"),
                                       "--v", "1"])
-            if importer.wait(timeout=max(1.0, deadline - time.monotonic())) != 0:
-                raise LabError(f"ctr images import failed; see {logs / 'ctr-import.log'}")
+            for name, importer in zip(images, importers, strict=True):
+                if importer.wait(timeout=max(1.0, deadline - time.monotonic())) != 0:
+                    raise LabError(f"ctr images import failed; see {logs / f'ctr-import-{name}.log'}")
             lab._spawn("kubelet", [str(bins.k8s / "kubelet"), "--config", str(STATE / "kubelet.yaml"),
                                    "--kubeconfig", str(STATE / "kubelet.kubeconfig"), "--root-dir",
                                    str(STATE / "kubelet"), "--hostname-override", NODE_NAME, "--node-ip", NODE_IP,
@@ -561,6 +568,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
   SystemdCgroup = false
   BinaryName = "/usr/sbin/runc"
+  Root = "{STATE}/runc"
 """)
     kubelet = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -597,8 +605,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 
 
 def _import_images(containerd_bin: Path, archives: list[Path]) -> None:
-    _run(str(containerd_bin / "ctr"), "--address", str(STATE / "containerd.sock"), "-n", "k8s.io", "images",
-         "import", *map(str, archives))
+    for archive in archives:
+        _run(str(containerd_bin / "ctr"), "--address", str(STATE / "containerd.sock"), "-n", "k8s.io", "images",
+             "import", str(archive))
 
 
 # ------------------------------------------------------------------------------- state & lock ----
@@ -662,39 +671,27 @@ def _bridge_exists() -> bool:
 
 def _teardown(state: dict[str, Any]) -> None:
     started = time.monotonic()
+    timings: dict[str, float] = {}
     procs = [_Proc(p["name"], p["pid"], p["start"]) for p in state.get("procs", [])]
-    order = ["kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver"]
-    for name in order:
-        for p in procs:
-            if p.name == name:
-                _kill(p.pid, p.start, signal.SIGTERM)
+    # Nothing of a lab is worth a graceful stop (its state is deleted next): SIGKILL the kubelet first, so it
+    # restarts no container, then every process in the lab's cgroups (containers, shims, the daemons: all
+    # started by the lab), then the recorded PIDs (a daemon may have left the cgroup).
+    for p in procs:
+        if p.name == "kubelet":
+            _kill(p.pid, p.start, signal.SIGKILL)
     cg = state.get("cgroup")
-    # Containers and shims: every process in the lab's cgroups was started by the lab.
-    if cg:
-        for _ in range(50):
-            pids = _cgroup_pids(cg) - {os.getpid()}
-            own = {p.pid for p in procs}
-            pids -= own
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
-    for p in procs:
-        _kill(p.pid, p.start, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while any(_alive(p.pid, p.start) for p in procs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for p in procs:
-        _kill(p.pid, p.start, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while any(_alive(p.pid, p.start) for p in procs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if cg:
-        for pid in _cgroup_pids(cg) - {os.getpid()}:
+    while True:
+        pids = (_cgroup_pids(cg) if cg else set()) - {os.getpid()}
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for p in procs:
+            _kill(p.pid, p.start, signal.SIGKILL)
+        if (not pids and not any(_alive(p.pid, p.start) for p in procs)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    timings["processes"] = time.monotonic() - started
     _unmount_under(STATE)
     # Network: veths on the bridge, the bridge, KUBE-* chains, the guard rule, ip_forward.
     if Path(f"/sys/class/net/{BRIDGE}/brif").is_dir():
@@ -702,24 +699,52 @@ def _teardown(state: dict[str, Any]) -> None:
             _run("ip", "link", "delete", veth, check=False)
     if _bridge_exists():
         _run("ip", "link", "delete", BRIDGE, check=False)
+    timings["mounts+links"] = time.monotonic() - started
     for binary in ("iptables", "ip6tables"):
         if shutil.which(binary):
             _iptables_cleanup(binary)
+    timings["iptables"] = time.monotonic() - started
     if shutil.which("conntrack"):
         for cidr in (POD_RANGE, SERVICE_CIDR):
             _run("conntrack", "-D", "-s", cidr, check=False)
             _run("conntrack", "-D", "-d", cidr, check=False)
+    timings["conntrack"] = time.monotonic() - started
     if "ip_forward" in state:
         Path("/proc/sys/net/ipv4/ip_forward").write_text(state["ip_forward"])
     for f in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*") if Path("/var/lib/cni/results").is_dir() else []:
         f.unlink(missing_ok=True)
+    # Directories the lab's containerd and CNI plugins make outside the state dir (shim sockets under
+    # /run/containerd/s are named by containerd, not configurable): removed when the lab made them.
+    for made in state.get("made_dirs", []):
+        shutil.rmtree(made, ignore_errors=True)
+    for sock in _shim_sockets():
+        sock.unlink(missing_ok=True)
     if cg:
         _remove_cgroup(cg)
+    timings["cgroups"] = time.monotonic() - started
     shutil.rmtree(STATE, ignore_errors=True)
     if STATE.exists():
         _unmount_under(STATE)
         shutil.rmtree(STATE, ignore_errors=True)
-    log(f"down in {time.monotonic() - started:.1f}s")
+    phases = ", ".join(f"{k} by {v:.1f}s" for k, v in timings.items())
+    log(f"down in {time.monotonic() - started:.1f}s ({phases})")
+
+
+def _shim_sockets() -> list[Path]:
+    """The shim sockets of the lab's containers: containerd names them sha256(address/namespace/id)."""
+    import hashlib
+
+    runc_root = STATE / "runc" / "k8s.io"
+    ids = os.listdir(runc_root) if runc_root.is_dir() else []
+    found = []
+    for address in (STATE / "containerd.sock", STATE / "containerd.sock.ttrpc"):
+        for cid in ids:
+            for suffix in ("", "/debug"):
+                digest = hashlib.sha256(f"{address}/k8s.io/{cid}{suffix}".encode()).hexdigest()
+                sock = Path("/run/containerd/s") / digest
+                if sock.exists():
+                    found.append(sock)
+    return found
 
 
 def _unmount_under(root: Path) -> None:
