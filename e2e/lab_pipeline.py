@@ -179,6 +179,11 @@ class Pipeline:
     def run_load(self, run: str, traces: int, rate: float, services: int = 5, spans_per_trace: int = 6,
                  timeout: float = 300) -> dict[str, Any]:
         """Run one load-generator pod to completion; returns its summary line."""
+        self.start_load(run, traces, rate, services, spans_per_trace)
+        return self.await_load(run, timeout)
+
+    def start_load(self, run: str, traces: int, rate: float, services: int = 5, spans_per_trace: int = 6) -> None:
+        """Start the load-generator pod ``loadgen-<run>`` (paced at ``rate`` traces per second)."""
         svc_names = ["frontend", "checkout", "payment", "inventory", "shipping", "auth", "search", "ads"][:services]
         pod = {
             "apiVersion": "v1", "kind": "Pod",
@@ -190,7 +195,7 @@ class Pipeline:
                     "name": "loadgen", "image": LOADGEN_IMAGE, "imagePullPolicy": "Never",
                     "command": ["python3", "-m", "e2e.lab_loadgen", "--endpoint", self.tier1_endpoint(),
                                 "--traces", str(traces), "--rate", str(rate), "--services", ",".join(svc_names),
-                                "--spans-per-trace", str(spans_per_trace), "--seed", str(abs(hash(run)) % 10_000),
+                                "--spans-per-trace", str(spans_per_trace), "--seed", str(sum(map(ord, run))),
                                 "--out", f"/data/loadgen-{run}.jsonl"],
                     "securityContext": _security(),
                     "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
@@ -201,6 +206,13 @@ class Pipeline:
         }
         apply(self.lab, [pod])
 
+    def load_running(self, run: str) -> bool:
+        phase = self.lab.kubectl("get", "pod", f"loadgen-{run}", "-n", self.namespace, "-o",
+                                 "jsonpath={.status.phase}", check=False).stdout.strip()
+        return phase == "Running"
+
+    def await_load(self, run: str, timeout: float = 300) -> dict[str, Any]:
+        """Wait for ``loadgen-<run>`` to finish; its summary line (spans, accepted, refused, traces)."""
         def finished() -> str:
             phase = self.lab.kubectl("get", "pod", f"loadgen-{run}", "-n", self.namespace, "-o",
                                      "jsonpath={.status.phase}", check=False).stdout.strip()
@@ -212,6 +224,32 @@ class Pipeline:
             raise LabError(f"load generator {run} {phase}:\n{logs[-3000:]}")
         summary: dict[str, Any] = json.loads(logs.strip().splitlines()[-1])
         return summary
+
+    def tier1_pods(self) -> list[str]:
+        """The tier-1 pods that are not terminating."""
+        out = self.lab.kubectl("get", "pods", "-n", self.namespace, "-l",
+                               f"app.kubernetes.io/instance={self.tier1},app.kubernetes.io/component=dataplane",
+                               "-o", "json")
+        return [p["metadata"]["name"] for p in json.loads(out.stdout)["items"]
+                if not p["metadata"].get("deletionTimestamp")]
+
+    def update_resource(self, patch: dict[str, Any], timeout: float = 180) -> None:
+        """Merge-patch the LoadBalancingExporter's spec and wait until tier 1 has rolled out."""
+        self.lab.kubectl("patch", "loadbalancingexporter", self.tier1, "-n", self.namespace, "--type", "merge",
+                         "-p", json.dumps({"spec": patch}))
+        if not self.operator:
+            resource = json.loads(self.lab.kubectl("get", "loadbalancingexporter", self.tier1, "-n",
+                                                   self.namespace, "-o", "json").stdout)
+            _apply_operator_objects(self.lab, resource)
+        wait_for("the new tier-1 generation", lambda: self._rolled_out(), timeout, interval=0.5)
+
+    def _rolled_out(self) -> bool:
+        dep = json.loads(self.lab.kubectl("get", "deployment", self.tier1_service, "-n", self.namespace,
+                                          "-o", "json").stdout)
+        st, want = dep.get("status", {}), dep["spec"]["replicas"]
+        return bool(st.get("observedGeneration") == dep["metadata"]["generation"]
+                    and st.get("updatedReplicas") == want and st.get("readyReplicas") == want
+                    and st.get("replicas") == want)
 
     def produced(self, run: str) -> list[dict[str, Any]]:
         path = self.host_dir / f"loadgen-{run}.jsonl"
@@ -252,10 +290,13 @@ def deploy(lab: Lab, namespace: str = "ringleader-demo", tier2_replicas: int = 3
 
 
 def _apply_operator_objects(lab: Lab, resource: dict[str, Any]) -> None:
+    """Do by hand what the operator would: apply the resource, then every object build_all makes of it."""
     from ringleader_operator.builders import build_all
     from ringleader_operator.owner import Owner
     from ringleader_operator.spec import parse_spec
 
+    resource = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+    resource["metadata"] = {k: resource["metadata"][k] for k in ("name", "namespace")}
     apply(lab, [resource])
     meta = json.loads(lab.kubectl("get", "loadbalancingexporter", resource["metadata"]["name"], "-n",
                                   resource["metadata"]["namespace"], "-o", "json").stdout)

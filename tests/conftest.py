@@ -13,10 +13,15 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from e2e.envtest import EnvTest, binaries_ready, cache_dir, ensure_binaries
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: runs on the real one-node cluster of e2e/lab.py (minutes)")
 
 
 def _build_kubernetes_once(request: pytest.FixtureRequest) -> None:
@@ -50,3 +55,35 @@ def envtest(request: pytest.FixtureRequest) -> Iterator[EnvTest]:
     _build_kubernetes_once(request)
     with EnvTest(ensure_binaries()) as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The real one-node cluster of :mod:`e2e.lab` (root only); shared by the whole session.
+
+    A lab already started with ``python -m e2e.lab up`` is used as it is and left running; otherwise one
+    is started for the session and taken down at its end (a killed session's lab is removed by the next
+    ``up``).  The first session on a machine builds the node binaries, containerd and the images
+    (e2e/build_*.sh, many minutes, cached afterwards).
+    """
+    import os
+
+    from e2e.lab import Lab
+
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (bridge, iptables, cgroups, mounts); run the tests as root")
+    existing = Lab.current()
+    if existing is not None:
+        yield existing
+        return
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] if on_main_thread else 0.0
+    try:
+        started = Lab.up(owned=True)
+    finally:
+        if remaining > 0:
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+    try:
+        yield started
+    finally:
+        started.down()
