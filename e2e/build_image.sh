@@ -134,4 +134,4 @@ report() {
   log "image $TAG: docker-archive $ARCHIVE is ${archive_mb} MiB (layers ${layers_mb} MiB uncompressed)"
 }
 
-main "$@"
+main "$@"; exit $?

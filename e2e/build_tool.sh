@@ -69,4 +69,4 @@ main() {
   echo "$bin"
 }
 
-main "$@"
+main "$@"; exit $?
