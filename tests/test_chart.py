@@ -262,3 +262,34 @@ def test_install_upgrade_uninstall_keeps_the_crd_and_users_resources(helm: Path,
             "ringleader.dev", "v1alpha1", ns, "loadbalancingexporters", "users-tier1"
         )
         assert kept["spec"]["resolver"] == resolver
+
+
+# -- the kubectl path: crds/ + deploy/install.yaml + an example, applied for real --------------------------------
+
+
+def _apply_all(dyn: DynamicClient, docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+    """Server-side apply every document as one field manager; their resourceVersions afterwards."""
+    versions: dict[tuple[str, str, str], str] = {}
+    for doc in docs:
+        resource = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        meta = doc["metadata"]
+        dyn.server_side_apply(resource, body=doc, field_manager="gitops-test")
+        live = resource.get(name=meta["name"], namespace=meta.get("namespace"))
+        versions[(doc["kind"], meta.get("namespace", ""), meta["name"])] = live.metadata.resourceVersion
+    return versions
+
+
+def test_kubectl_install_applies_and_a_second_apply_changes_nothing(envtest: EnvTest) -> None:
+    """What `kubectl apply --server-side -f crds/ -f deploy/install.yaml -f examples/...` does, twice: the
+    second apply must be a no-op (same resourceVersion everywhere), or GitOps tools would see endless drift."""
+    crds = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
+    install = [d for d in yaml.safe_load_all((REPO / "deploy" / "install.yaml").read_text()) if d]
+    example = yaml.safe_load((REPO / "examples" / "loadbalancingexporter.yaml").read_text())
+    assert {d["kind"] for d in install} >= {"Namespace", "ServiceAccount", "ClusterRole", "Deployment"}
+    with envtest.api_client() as api:
+        _ensure_namespaces(api, [example])
+        install_crd(envtest)
+        dyn = DynamicClient(api)
+        first = _apply_all(dyn, [*crds, *install, example])
+        second = _apply_all(dyn, [*crds, *install, example])
+    assert first == second

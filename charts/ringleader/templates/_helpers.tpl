@@ -36,6 +36,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 
 {{/* metadata.annotations from commonAnnotations (nothing when empty). */}}
+{{/* Labels for objects that are not the operator's (the example resource): no selector labels, so
+nothing derived from them can ever match the operator's Service or Deployment. */}}
+{{- define "ringleader.releaseLabels" -}}
+app.kubernetes.io/part-of: {{ include "ringleader.name" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "ringleader.annotations" -}}
 {{- with .Values.commonAnnotations }}
 annotations:
