@@ -26,3 +26,21 @@ def test_health_check_gives_the_expected_status_for_every_testdata_case() -> Non
     assert passed == {c["inputPath"] for c in cases}
     assert {c["healthStatus"]["status"] for c in cases} >= {"Healthy", "Progressing", "Degraded"}
     assert {"testdata/no_status.yaml", "testdata/stale_observed_generation.yaml"} <= passed
+
+
+def test_gitops_doc_installs_exactly_this_health_check() -> None:
+    doc = (REPO / "docs" / "gitops.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, re.S)]
+    [argocd_cm] = [b for b in blocks if b.get("kind") == "ConfigMap"]
+    script = argocd_cm["data"]["resource.customizations.health.ringleader.dev_LoadBalancingExporter"]
+    assert script == (CHECK_DIR / "health.lua").read_text()
+    [application] = [b for b in blocks if b.get("kind") == "Application"]
+    options = set(application["spec"]["syncPolicy"]["syncOptions"])
+    assert {"ServerSideApply=true", "RespectIgnoreDifferences=true"} <= options
+    [ignored] = application["spec"]["ignoreDifferences"]
+    assert (ignored["group"], ignored["kind"], ignored["jsonPointers"]) == (
+        "ringleader.dev",
+        "LoadBalancingExporter",
+        ["/spec/replicas"],
+    )
+    assert application["spec"]["source"]["path"] == "charts/ringleader"
