@@ -109,7 +109,7 @@ FULL_SPEC: dict[str, Any] = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["observability"]}]}]}}},
-    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "otel", "effect": "NoSchedule",
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "otel", "effect": "NoExecute",
                      "tolerationSeconds": 60}],
     "topologySpreadConstraints": [{
         "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",

@@ -16,12 +16,12 @@ import yaml
 
 from dataplane.config import parse_config
 from dataplane.config_model import K8sResolverConfig, LoadBalancingConfig
+from ringleader_operator.alloy import AlloyError, parse_alloy
 from ringleader_operator.convert import (
     ConversionError,
     convert_alloy,
     convert_collector_block,
     convert_main,
-    parse_alloy,
     spec_from_collector_config,
 )
 from ringleader_operator.owner import Owner
@@ -287,7 +287,7 @@ def test_alloy_client_queue_retry_and_keepalive_are_mapped() -> None:
 
 
 def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> None:
-    block = {
+    block: dict[str, Any] = {
         "routing_key": "attributes",
         "routing_attributes": ["tenant"],
         "timeout": 0,
@@ -303,6 +303,7 @@ def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> N
                 "auth": {"authenticator": "oauth2client"},
                 "keepalive": {"time": "30s"},
                 "wait_for_ready": True,
+                "user_agent": "${env:AGENT}",
             }
         },
     }  # fmt: skip
@@ -312,6 +313,9 @@ def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> N
     assert "protocol.otlp.tls.ca_file: put the CA certificate in a Secret as key ca.crt" in notes
     assert "protocol.otlp.headers.authorization: reads the collector's environment" in notes
     assert "protocol.otlp.auth: authenticator extensions are not supported" in notes
+    assert "protocol.otlp.user_agent: reads the collector's environment; write the value" in notes
+    del block["protocol"]["otlp"]["user_agent"]
+    conversion = convert_collector_block(block)
     spec = conversion.spec
     assert spec["resolver"] == {
         "k8s": {"service": "tier2", "namespace": "sampling", "returnHostnames": True, "debounce": "1s"}
@@ -362,9 +366,9 @@ def test_unconvertible_blocks_name_the_key(block: dict[str, Any], path: str) -> 
 
 
 def test_alloy_syntax_errors_name_the_line() -> None:
-    with pytest.raises(ConversionError, match=r"line 3: expected \{"):
+    with pytest.raises(AlloyError, match=r"line 3: expected \{"):
         parse_alloy('otelcol.exporter.loadbalancing "x" {\n  resolver {\n    static hostnames\n  }\n}\n')
-    with pytest.raises(ConversionError, match=r"no otelcol\.exporter\.loadbalancing block"):
+    with pytest.raises(AlloyError, match=r"no otelcol\.exporter\.loadbalancing block"):
         parse_alloy('otelcol.exporter.otlp "x" {}')
 
 
@@ -386,6 +390,10 @@ def test_the_convert_command_prints_a_resource_and_the_notes(
     alloy.write_text(ALLOY_K8S, encoding="utf-8")
     assert convert_main([str(alloy)]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["spec"]["resolver"]["k8s"]["ports"] == [34621]
+
+    (tmp_path / "broken.alloy").write_text('otelcol.exporter.loadbalancing "x" { resolver = }', encoding="utf-8")
+    assert convert_main([str(tmp_path / "broken.alloy")]) == 2
+    assert "line 1: unexpected '}'" in capsys.readouterr().err
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("exporters: {otlp: {}}\n", encoding="utf-8")

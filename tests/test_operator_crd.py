@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from e2e.envtest import EnvTest
@@ -32,6 +32,7 @@ from tests.crdutil import (
     install_crd,
     resource,
 )
+from tests.harness import wait_until
 
 EXAMPLES = sorted((ROOT / "examples").glob("loadbalancingexporter*.yaml"))
 K8S: dict[str, Any] = {"resolver": {"k8s": {"service": "otelcol-tier2"}}}
@@ -246,6 +247,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "port cannot be used with srv",
         "spec.resolver.dns.port",
     ),
+    "toleration-seconds-without-no-execute": (
+        bad(tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]),
+        "tolerationSeconds is only valid with effect NoExecute",
+        "spec.tolerations[0].tolerationSeconds",
+    ),
     "bad-service-name": (
         {"resolver": {"k8s": {"service": "Tier2.other"}}},
         "spec.resolver.k8s.service in body should match",
@@ -315,3 +321,125 @@ def test_the_scale_subresource_drives_spec_replicas(custom: client.CustomObjects
     assert isinstance(scale, dict)
     assert scale["spec"]["replicas"] == 5
     assert scale["status"] == {"replicas": 2, "selector": selector}
+
+
+@pytest.mark.parametrize("variant", sorted(FULL_VARIANTS))
+def test_every_object_build_all_makes_is_valid_for_the_api_server(crd_env: EnvTest, variant: str) -> None:
+    """Server-side dry run of each built object, as admin: the API server's own validation of the manifests
+    (pod template, probes, preStop sleep, HPA, PDB, RBAC), without controllers acting on them."""
+    namespace = crd_env.new_namespace("built")
+    spec = copy.deepcopy(FULL_VARIANTS[variant])
+    if variant == "k8s":
+        spec["resolver"]["k8s"]["namespace"] = crd_env.new_namespace("tier2")  # cross-namespace RBAC
+    desired = build_all(Owner("full", namespace, "0b4f5c2e-0000-4000-8000-000000000001"), parse_spec(spec))
+    kinds = []
+    with crd_env.api_client() as api:
+        resources = dynamic.DynamicClient(api).resources
+        for obj in (*desired.owned, *desired.cross_namespace):
+            resource_api = resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            try:
+                resource_api.server_side_apply(
+                    body=obj,
+                    name=obj["metadata"]["name"],
+                    namespace=obj["metadata"]["namespace"],
+                    field_manager="ringleader-operator",
+                    dry_run="All",
+                )
+            except ApiException as exc:
+                pytest.fail(f"{obj['kind']} refused: {json.loads(exc.body or '{}').get('message')}")
+            kinds.append(obj["kind"])
+    expected = ["ConfigMap", "ServiceAccount", "Service", "Deployment", "PodDisruptionBudget"]
+    expected.append("HorizontalPodAutoscaler")
+    if variant == "k8s":
+        expected += ["Role", "RoleBinding"]
+    assert sorted(kinds) == sorted(expected)
+
+
+@pytest.mark.parametrize("where", ["same-namespace", "other-namespace"])
+def test_the_built_rbac_lets_the_data_plane_read_endpointslices_there_and_nothing_else(
+    crd_env: EnvTest, where: str
+) -> None:
+    """The built ServiceAccount, Role and RoleBinding applied for real; the ServiceAccount's own token
+    is then allowed exactly get/list/watch on EndpointSlices in the tier-2 namespace."""
+    namespace = crd_env.new_namespace("rbac")
+    tier2 = namespace if where == "same-namespace" else crd_env.new_namespace("tier2")
+    elsewhere = crd_env.new_namespace("elsewhere")
+    spec = parse_spec({"resolver": {"k8s": {"service": "otelcol-tier2", "namespace": tier2}}})
+    desired = build_all(Owner("tier1", namespace, "0b4f5c2e-0000-4000-8000-000000000001"), spec)
+    with crd_env.api_client() as api:
+        resources = dynamic.DynamicClient(api).resources
+        for obj in (*desired.owned, *desired.cross_namespace):
+            if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+                resource_api = resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+                resource_api.server_side_apply(
+                    body=obj,
+                    name=obj["metadata"]["name"],
+                    namespace=obj["metadata"]["namespace"],
+                    field_manager="ringleader-operator",
+                )
+    account = crd_env.service_account(namespace, "tier1-ringleader", create=False)
+
+    def allowed(verb: str, resource: str, ns: str, group: str = "") -> bool:
+        with crd_env.api_client(account.kubeconfig) as api:
+            review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+                client.V1SelfSubjectAccessReview(
+                    spec=client.V1SelfSubjectAccessReviewSpec(
+                        resource_attributes=client.V1ResourceAttributes(
+                            verb=verb, resource=resource, group=group, namespace=ns
+                        )
+                    )
+                )
+            )
+        return bool(review.status and review.status.allowed)
+
+    wait_until(lambda: allowed("watch", "endpointslices", tier2, "discovery.k8s.io"), 30, what="RBAC to take effect")
+    for verb in ("get", "list", "watch"):
+        assert allowed(verb, "endpointslices", tier2, "discovery.k8s.io")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not allowed(verb, "endpointslices", tier2, "discovery.k8s.io")
+    assert not allowed("list", "endpointslices", elsewhere, "discovery.k8s.io")
+    assert not allowed("list", "pods", tier2)
+    assert not allowed("get", "secrets", tier2)
+    assert not allowed("list", "endpoints", tier2)
+    if where == "other-namespace":
+        assert not allowed("list", "endpointslices", namespace, "discovery.k8s.io")
+    # And a real list with the token, as the resolver makes it.
+    with crd_env.api_client(account.kubeconfig) as api:
+        assert client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(tier2).items == []
+        with pytest.raises(ApiException) as err:
+            client.CoreV1Api(api).list_namespaced_secret(tier2)
+        assert err.value.status == 403
+
+
+def test_a_full_status_is_stored_as_written(custom: client.CustomObjectsApi, namespace: str) -> None:
+    create(custom, namespace, "status", K8S)
+    status = {
+        "observedGeneration": 1,
+        "replicas": 2,
+        "readyReplicas": 1,
+        "updatedReplicas": 2,
+        "selector": "app.kubernetes.io/name=ringleader,app.kubernetes.io/instance=status",
+        "backends": 3,
+        "configHash": "0123456789",
+        "configMapName": "status-ringleader-0123456789",
+        "tier2Service": f"{namespace}/otelcol-tier2",
+        "ring": {
+            "replicasReporting": 2,
+            "consistent": False,
+            "backendSets": [
+                {"id": "aaaaaaaaaa", "backends": 3, "pods": ["status-ringleader-1"]},
+                {"id": "bbbbbbbbbb", "backends": 2, "pods": ["status-ringleader-2"]},
+            ],
+            "unreachable": ["status-ringleader-3"],
+        },
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "ReplicasNotReady", "message": "1 of 2 ready",
+             "observedGeneration": 1, "lastTransitionTime": "2026-12-02T13:00:00Z"},
+            {"type": "Degraded", "status": "True", "reason": "BackendSetDisagreement", "message": "...",
+             "observedGeneration": 1, "lastTransitionTime": "2026-12-02T13:00:00Z"},
+        ],
+    }  # fmt: skip
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "status", {"status": status})
+    stored = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "status")
+    assert isinstance(stored, dict)
+    assert stored["status"] == status  # nothing pruned: the CRD declares every field the operator writes

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,7 @@ from ringleader_operator.spec import (
     StaticResolver,
     parse_spec,
 )
-from tests.crdutil import FULL_SPEC, FULL_VARIANTS, schema_paths, spec_schema, value_paths
+from tests.crdutil import FULL_SPEC, FULL_VARIANTS, crd_manifest, schema_paths, spec_schema, value_paths
 
 K8S: dict[str, Any] = {"resolver": {"k8s": {"service": "otelcol-tier2"}}}
 
@@ -117,6 +119,10 @@ def test_the_crd_declares_exactly_the_fields_parse_spec_reads() -> None:
          "spec.extraConfig.protocol.otlp.tls.key_pem", "a private key belongs in a Secret"),
         (with_(extraConfig={"protocol": {"otlp": {"endpoint": "x:4317"}}}),
          "spec.extraConfig.protocol.otlp.endpoint", "the resolver sets each backend's endpoint"),
+        (with_(extraConfig={"protocol": {"otlp": {"authority": "${env:HOME}"}}}),
+         "spec.extraConfig.protocol.otlp.authority", "environment references are not available here"),
+        (with_(extraConfig={"protocol": {"otlp": {"user_agent": "a-$${HOME}-${PATH}"}}}),
+         "spec.extraConfig.protocol.otlp.user_agent", "environment references are not available here"),
     ],
 )
 def test_a_bad_spec_names_the_field(spec: dict[str, Any], path: str, message: str) -> None:
@@ -141,6 +147,11 @@ def test_every_key_a_field_owns_is_refused_in_extra_config() -> None:
         assert owner in err.value.message
 
 
+def test_a_literal_dollar_in_extra_config_is_written_as_in_the_collector() -> None:
+    extra = {"protocol": {"otlp": {"user_agent": "cost-$$5 $${HOME}"}}}
+    assert parse_spec(with_(extraConfig=extra)).extra_config == extra
+
+
 def test_autoscaling_disabled_means_no_autoscaler() -> None:
     assert parse_spec(with_(autoscaling={"enabled": False, "minReplicas": 9, "maxReplicas": 1})).autoscaling is None
     assert parse_spec(with_(autoscaling={})).autoscaling == Autoscaling(2, 10, 70)
@@ -153,3 +164,50 @@ def test_parse_spec_copies_what_it_keeps() -> None:
     source["tolerations"][0]["key"] = "changed"
     assert spec.extra_config["protocol"]["otlp"]["keepalive"]["time"] == "30s"
     assert spec.tolerations[0]["key"] == "dedicated"
+
+
+def test_docs_describe_every_field_of_the_crd() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "operator.md").read_text(encoding="utf-8")
+    opaque = ("spec.affinity.", "spec.resources.", "spec.nodeSelector.", "spec.tolerations[].",
+              "spec.topologySpreadConstraints[].", "spec.extraConfig.", "spec.podDisruptionBudget.")  # fmt: skip
+    missing = sorted(
+        path
+        for path in schema_paths(spec_schema())
+        if path != "spec" and not path.startswith(opaque) and not path.endswith("[]")
+        and not re.search(rf"[`.{{ ]{path.rsplit('.', 1)[-1]}\b", docs)
+    )  # fmt: skip
+    assert missing == []
+
+
+def test_every_string_list_and_map_in_the_crd_is_bounded() -> None:
+    unbounded: list[str] = []
+
+    def walk(schema: dict[str, Any], path: str) -> None:
+        kind = schema.get("type")
+        if kind == "string" and not ({"maxLength", "enum"} & set(schema) or schema.get("format") == "date-time"):
+            unbounded.append(path)
+        if kind == "array" and "maxItems" not in schema:
+            unbounded.append(path)
+        if isinstance(schema.get("additionalProperties"), dict):
+            if "maxProperties" not in schema:
+                unbounded.append(path)
+            walk(schema["additionalProperties"], f"{path}{{}}")
+        for key, sub in schema.get("properties", {}).items():
+            walk(sub, f"{path}.{key}")
+        if "items" in schema:
+            walk(schema["items"], f"{path}[]")
+
+    root = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    walk(root, "")
+    assert unbounded == [".apiVersion", ".kind"]  # the API server bounds those itself
+
+
+def test_kopfs_views_of_the_body_are_read_like_plain_dicts() -> None:
+    import kopf
+
+    from ringleader_operator.owner import Owner
+
+    raw: Any = {"metadata": {"name": "tier1", "namespace": "obs", "uid": "u-1", "generation": 4}, "spec": FULL_SPEC}
+    body = kopf.Body(raw)
+    assert parse_spec(kopf.Spec(body)) == parse_spec(FULL_SPEC)
+    assert Owner.from_metadata(kopf.Meta(body)) == Owner("tier1", "obs", "u-1", 4)

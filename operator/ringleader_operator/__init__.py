@@ -8,7 +8,9 @@ The declarative half is pure functions over plain data, testable without a clust
   with the data plane's own validator (:func:`~ringleader_operator.render.render_config`).
 - :mod:`ringleader_operator.builders`: every Kubernetes object the operator owns, as dicts
   (:func:`~ringleader_operator.builders.build_all`).
-- :mod:`ringleader_operator.convert`: a tier-1 collector's ``loadbalancing`` block as a resource spec.
+- :mod:`ringleader_operator.owner`: the resource's identity, labels and owner references.
+- :mod:`ringleader_operator.convert`: a tier-1 collector's ``loadbalancing`` block as a resource spec
+  (:mod:`ringleader_operator.alloy` reads Grafana Alloy's form of it).
 
 The kopf handlers build on these and only apply what they return. docs/operator.md is the user guide.
 """

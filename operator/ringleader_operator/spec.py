@@ -693,10 +693,42 @@ def _service_monitor(value: _Field | None) -> ServiceMonitor:
     )
 
 
+_ENV_REFERENCE = re.compile(r"\$\$|\$\{[^}]*\}")
+
+
+def _no_env_references(node: Any, path: str) -> None:
+    """The pod's environment holds nothing extraConfig could use (only the headers' Secret values), and the
+    operator's must not leak into a validation message: refuse ``${...}`` (``$$`` is a literal ``$``)."""
+    if isinstance(node, str):
+        if any(m.group() != "$$" for m in _ENV_REFERENCE.finditer(node)):
+            raise SpecError(
+                path,
+                "environment references are not available here (write the value; a secret belongs in "
+                "spec.otlp.headers with valueFrom or in spec.otlp.tls.secretName; write $$ for a literal $)",
+            )
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            _no_env_references(item, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _no_env_references(item, f"{path}[{i}]")
+
+
+def _toleration(value: _Field) -> dict[str, Any]:
+    """A core/v1 Toleration, with the two rules the CRD checks (the rest the API server checks in the pod)."""
+    toleration: dict[str, Any] = value.plain(dict)
+    if "tolerationSeconds" in toleration and toleration.get("effect") != "NoExecute":
+        raise SpecError(f"{value.path}.tolerationSeconds", "tolerationSeconds is only valid with effect NoExecute")
+    if toleration.get("operator") == "Exists" and toleration.get("value"):
+        raise SpecError(f"{value.path}.value", "value must be empty with operator Exists")
+    return toleration
+
+
 def _extra_config(value: _Field | None) -> dict[str, Any]:
     if value is None:
         return {}
     extra: dict[str, Any] = value.plain(dict)
+    _no_env_references(extra, value.path)
     for dotted, owner in MANAGED_EXTRA_CONFIG_KEYS.items():
         node: Any = extra
         for part in dotted.split("."):
@@ -757,7 +789,7 @@ def parse_spec(spec: Mapping[str, Any]) -> ExporterSpec:
         resources=resources.plain(dict) if resources else copy.deepcopy(DEFAULT_RESOURCES),
         node_selector=selector,
         affinity=affinity.plain(dict) if affinity else None,
-        tolerations=tuple(t.plain(dict) for t in tolerations.items(max_items=MAX_TOLERATIONS)) if tolerations else (),
+        tolerations=tuple(_toleration(t) for t in tolerations.items(max_items=MAX_TOLERATIONS)) if tolerations else (),
         topology_spread_constraints=tuple(s.plain(dict) for s in spread.items(max_items=MAX_SPREAD)) if spread else (),
         pod_disruption_budget=_pdb(root.get("podDisruptionBudget")),
         autoscaling=_autoscaling(root.get("autoscaling")),
