@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
+from kubernetes import client
 
+from e2e.envtest import EnvTest
 from e2e.gotools import go_test
+from tests.crdutil import GROUP, PLURAL, VERSION, install_crd
 
 REPO = Path(__file__).resolve().parent.parent
 CHECK_DIR = REPO / "argocd" / "resource_customizations" / "ringleader.dev" / "LoadBalancingExporter"
@@ -44,3 +48,25 @@ def test_gitops_doc_installs_exactly_this_health_check() -> None:
         ["/spec/replicas"],
     )
     assert application["spec"]["source"]["path"] == "charts/ringleader"
+
+
+def test_every_testdata_status_is_one_the_crd_stores(envtest: EnvTest) -> None:
+    """The health check's inputs must be statuses the operator can really write: the API server stores each
+    testdata object's spec and status (through the status subresource) without pruning anything."""
+    install_crd(envtest)
+    namespace = envtest.new_namespace("argocd-health")
+    with envtest.api_client() as api:
+        custom = client.CustomObjectsApi(api)
+        for path in sorted((CHECK_DIR / "testdata").glob("*.yaml")):
+            obj = yaml.safe_load(path.read_text())
+            name = path.stem.replace("_", "-")
+            body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": name},
+                    "spec": obj["spec"]}  # fmt: skip
+            created: Any = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+            if "status" not in obj:
+                continue
+            created["status"] = obj["status"]
+            stored: Any = custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, created
+            )
+            assert stored["status"] == obj["status"], path.name
