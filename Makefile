@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins otelcol-bins lab-bins lab-up lab-down venv clean
+.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins otelcol-bins lab-bins lab-up lab-down venv clean image manifests helm promtool
 
 all: test
 
@@ -89,6 +89,22 @@ bench: venv
 
 ring-table: venv
 	$(BIN)/python -m e2e.ring_table
+
+# Delivery (docs/install.md). `image` builds the Dockerfile without Docker (buildah, a Debian-built base) into
+# a docker-archive under the cache and prints its size; `manifests` regenerates deploy/install.yaml and the
+# chart's copies of crds/ and deploy/operator-rbac.yaml; `helm`/`promtool` build the tools (cached) and print
+# their paths.
+image:
+	bash e2e/build_image.sh
+
+manifests: venv
+	$(BIN)/python -m e2e.manifests
+
+helm:
+	@bash e2e/build_tool.sh helm
+
+promtool:
+	@bash e2e/build_tool.sh promtool
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
