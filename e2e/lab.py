@@ -98,6 +98,8 @@ class Binaries:
     k8s: Path
     containerd: Path
     images: Path
+    ringleader_archive: Path
+    ringleader_image: str
 
 
 def ensure_builds(log_file: Path | None = None) -> Binaries:
@@ -110,8 +112,16 @@ def ensure_builds(log_file: Path | None = None) -> Binaries:
         ["bash", str(e2e / "build_k8s.sh"), "--with-node", "--print-bin-dir"],
         ["bash", str(e2e / "build_containerd.sh"), "--print-bin-dir"],
         ["bash", str(e2e / "build_otelcol.sh"), "--print-bin-dir"],
-        ["bash", str(e2e / "build_images.sh"), "--print-dir"],
     ]
+    # Ringleader's own image: the Dockerfile built by e2e/build_image.sh when the tree has it (tag
+    # ringleader:<version>, the operator's default), else the interim image of build_images.sh.
+    delivery = (e2e / "build_image.sh").exists()
+    if delivery:
+        steps.append(["bash", str(e2e / "build_images.sh"), "--print-dir", "pause", "otelcol", "telemetrygen",
+                      "loadgen"])
+        steps.append(["bash", str(e2e / "build_image.sh")])
+    else:
+        steps.append(["bash", str(e2e / "build_images.sh"), "--print-dir"])
     out: list[Path] = []
     if log_file:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +136,12 @@ def ensure_builds(log_file: Path | None = None) -> Binaries:
         out.append(Path(lines[-1]) if lines else Path())
         if time.monotonic() - started > 5:
             log(f"{Path(argv[1]).name}: {time.monotonic() - started:.0f}s")
-    return Binaries(k8s=out[1], containerd=out[2], images=out[4])
+    if delivery:
+        version = out[5].name.removeprefix("ringleader-").removesuffix(".tar")
+        return Binaries(k8s=out[1], containerd=out[2], images=out[4], ringleader_archive=out[5],
+                        ringleader_image=f"ringleader:{version}")
+    return Binaries(k8s=out[1], containerd=out[2], images=out[4], ringleader_archive=out[4] / "ringleader.tar",
+                    ringleader_image="localhost/ringleader:lab")
 
 
 # ---------------------------------------------------------------------------------- processes ----
@@ -314,6 +329,11 @@ class Lab:
         return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
 
     @property
+    def ringleader_image(self) -> str:
+        """The reference of Ringleader's image as imported (``ringleader:<version>`` from the Dockerfile)."""
+        return str(self.state.get("ringleader_image", "localhost/ringleader:lab"))
+
+    @property
     def data_dir(self) -> Path:
         """A host directory pods may mount (hostPath) to hand files to the tests; emptied by ``down``."""
         return STATE / "data"
@@ -337,7 +357,7 @@ class Lab:
         state: dict[str, Any] = {
             "procs": [], "cgroup": cgroot, "k8s_bin": str(bins.k8s), "containerd_bin": str(bins.containerd),
             "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(), "outward": outward_interface(),
-            "logs": str(logs), "ready": False,
+            "logs": str(logs), "ready": False, "ringleader_image": bins.ringleader_image,
             "owner": {"pid": os.getpid(), "start": _start_time(os.getpid())} if owned else None,
             "made_dirs": [d for d in ("/run/containerd", "/var/lib/cni") if not Path(d).exists()],
         }
@@ -364,7 +384,8 @@ class Lab:
                 with open(logs / f"ctr-import-{name}.log", "w") as import_log:
                     importers.append(subprocess.Popen(
                         [str(bins.containerd / "ctr"), "--address", str(STATE / "containerd.sock"), "-n", "k8s.io",
-                         "images", "import", str(bins.images / f"{name}.tar")],
+                         "images", "import", str(bins.ringleader_archive if name == "ringleader"
+                                                 else bins.images / f"{name}.tar")],
                         stdout=import_log, stderr=subprocess.STDOUT))
             lab._wait("kube-apiserver", lab._apiserver_ready, deadline)
             lab._spawn("kube-controller-manager", [

@@ -32,7 +32,6 @@ from typing import Any
 from e2e.lab import REPO, Lab, LabError
 
 OTELCOL_IMAGE = "localhost/otelcol:0.161.0"
-RINGLEADER_IMAGE = "localhost/ringleader:lab"
 LOADGEN_IMAGE = "localhost/loadgen:lab"
 TIER2_PORT = 4317
 
@@ -113,10 +112,10 @@ def tier2_objects(namespace: str, name: str, replicas: int, host_dir: Path) -> l
     ]
 
 
-def exporter_resource(namespace: str, name: str, tier2: str, replicas: int,
+def exporter_resource(namespace: str, name: str, tier2: str, replicas: int, image: str,
                       extra_spec: dict[str, Any] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "replicas": replicas, "image": RINGLEADER_IMAGE, "imagePullPolicy": "Never", "routingKey": "traceID",
+        "replicas": replicas, "image": image, "imagePullPolicy": "Never", "routingKey": "traceID",
         "resolver": {"k8s": {"service": tier2, "ports": [TIER2_PORT]}},
         "otlp": {"tls": {"insecure": True}, "timeout": "5s"},
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
@@ -182,8 +181,10 @@ class Pipeline:
         self.start_load(run, traces, rate, services, spans_per_trace)
         return self.await_load(run, timeout)
 
-    def start_load(self, run: str, traces: int, rate: float, services: int = 5, spans_per_trace: int = 6) -> None:
-        """Start the load-generator pod ``loadgen-<run>`` (paced at ``rate`` traces per second)."""
+    def start_load(self, run: str, traces: int, rate: float, services: int = 5, spans_per_trace: int = 6,
+                   endpoint: str | None = None) -> None:
+        """Start the load-generator pod ``loadgen-<run>`` (paced at ``rate`` traces per second) sending to
+        ``endpoint`` (default: the Ringleader tier-1 Service)."""
         svc_names = ["frontend", "checkout", "payment", "inventory", "shipping", "auth", "search", "ads"][:services]
         pod = {
             "apiVersion": "v1", "kind": "Pod",
@@ -193,7 +194,7 @@ class Pipeline:
                 "restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False,
                 "containers": [{
                     "name": "loadgen", "image": LOADGEN_IMAGE, "imagePullPolicy": "Never",
-                    "command": ["python3", "-m", "e2e.lab_loadgen", "--endpoint", self.tier1_endpoint(),
+                    "command": ["python3", "-m", "e2e.lab_loadgen", "--endpoint", endpoint or self.tier1_endpoint(),
                                 "--traces", str(traces), "--rate", str(rate), "--services", ",".join(svc_names),
                                 "--spans-per-trace", str(spans_per_trace), "--seed", str(sum(map(ord, run))),
                                 "--out", f"/data/loadgen-{run}.jsonl"],
@@ -268,7 +269,7 @@ def deploy(lab: Lab, namespace: str = "ringleader-demo", tier2_replicas: int = 3
     lab.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     lab.kubectl("wait", "--for=condition=Established", "crd/loadbalancingexporters.ringleader.dev", "--timeout=60s")
     apply(lab, tier2_objects(namespace, pipe.tier2, tier2_replicas, run_dir))
-    resource = exporter_resource(namespace, pipe.tier1, pipe.tier2, tier1_replicas, tier1_spec)
+    resource = exporter_resource(namespace, pipe.tier1, pipe.tier2, tier1_replicas, lab.ringleader_image, tier1_spec)
     if pipe.operator:
         lab.kubectl("apply", "--server-side", "-R", "-f", str(REPO / "deploy"))
         apply(lab, [resource])
@@ -350,7 +351,9 @@ def tally(pipe: Pipeline, runs: list[str]) -> Tally:
     produced = [rec for run in runs for rec in pipe.produced(run)]
     accepted = {(str(r["trace"]), str(r["span"])) for r in produced if r["accepted"]}
     all_sent = {(str(r["trace"]), str(r["span"])) for r in produced}
-    seen = read_tier2(pipe.host_dir)
+    # Only the traces of these runs: other runs' spans (earlier events of the same pipeline) are not counted.
+    run_traces = {t for t, _ in all_sent}
+    seen = {pod: [s for s in spans if s[0] in run_traces] for pod, spans in read_tier2(pipe.host_dir).items()}
     counts: Counter[tuple[str, str]] = Counter()
     trace_pods: dict[str, set[str]] = defaultdict(set)
     for pod, spans in seen.items():
