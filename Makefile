@@ -54,7 +54,8 @@ otelcol-bins: system-deps
 lab-bins: system-deps otelcol-bins
 	@if [ "$$(id -u)" = 0 ]; then \
 		bash e2e/lab_deps.sh && bash e2e/build_k8s.sh --with-node && bash e2e/build_containerd.sh && \
-		bash e2e/build_images.sh pause otelcol telemetrygen loadgen && bash e2e/build_image.sh >/dev/null; \
+		bash e2e/build_images.sh pause otelcol telemetrygen loadgen && bash e2e/build_image.sh >/dev/null && \
+		bash e2e/build_tool.sh helm >/dev/null; \
 	else echo "lab-bins: not root, so no lab: the tests that need it will be skipped"; fi
 
 lab-up: venv lab-bins

@@ -341,6 +341,23 @@ class Lab:
     def import_images(self, archives: list[Path]) -> None:
         _import_images(Path(self.state["containerd_bin"]), archives)
 
+    def refresh_images(self, images: tuple[str, ...] = IMAGES) -> list[Path]:
+        """Rebuild what changed (e.g. Ringleader's image after a source edit) and import the archives that
+        differ from what this lab imported; returns those archives."""
+        bins = ensure_builds(log_file=cache_dir() / "lab" / "build.log")
+        imported: dict[str, list[int]] = self.state.get("imported", {})
+        stale = [a for a in _archives(bins, images) if imported.get(str(a)) != _stamp(a)]
+        if stale:
+            log(f"importing changed images: {', '.join(a.name for a in stale)}")
+            self.import_images(stale)
+            with _locked():
+                for a in stale:
+                    imported[str(a)] = _stamp(a)
+                self.state["imported"] = imported
+                self.state["ringleader_image"] = bins.ringleader_image
+                _write_state(self.state)
+        return stale
+
     # ------------------------------------------------------------------------------- start up --
 
     @classmethod
@@ -404,6 +421,7 @@ class Lab:
             for name, importer in zip(images, importers, strict=True):
                 if importer.wait(timeout=max(1.0, deadline - time.monotonic())) != 0:
                     raise LabError(f"ctr images import failed; see {logs / f'ctr-import-{name}.log'}")
+            state["imported"] = {str(a): _stamp(a) for a in _archives(bins, images)}
             lab._spawn("kubelet", [str(bins.k8s / "kubelet"), "--config", str(STATE / "kubelet.yaml"),
                                    "--kubeconfig", str(STATE / "kubelet.kubeconfig"), "--root-dir",
                                    str(STATE / "kubelet"), "--hostname-override", NODE_NAME, "--node-ip", NODE_IP,
@@ -635,6 +653,15 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
         "iptables": {"masqueradeAll": False, "localhostNodePorts": False, "syncPeriod": "30s", "minSyncPeriod": "0s"},
     }
     (STATE / "kube-proxy.yaml").write_text(json.dumps(proxy, indent=1))
+
+
+def _archives(bins: Binaries, images: tuple[str, ...]) -> list[Path]:
+    return [bins.ringleader_archive if name == "ringleader" else bins.images / f"{name}.tar" for name in images]
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _import_images(containerd_bin: Path, archives: list[Path]) -> None:

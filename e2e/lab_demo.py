@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if lab is None:
             lab = Lab.up()
+        else:
+            lab.refresh_images()
         began = time.monotonic()
         pipe = deploy(lab)
         summary = pipe.run_load("demo", traces=args.traces, rate=args.rate)

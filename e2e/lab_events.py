@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if lab is None:
             lab = Lab.up()
+        else:
+            lab.refresh_images()
         rows = measure(lab, args.traces, args.rate)
         print(render(rows))
         return 0

@@ -170,6 +170,10 @@ class Pipeline:
                               "jsonpath={.spec.clusterIP}").stdout.strip()
         return f"{ip}:4317"
 
+    def resource_ready(self) -> bool:
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in self.resource_status().get("conditions", []))
+
     def resource_status(self) -> dict[str, Any]:
         out = self.lab.kubectl("get", "loadbalancingexporter", self.tier1, "-n", self.namespace, "-o", "json")
         status: dict[str, Any] = json.loads(out.stdout).get("status") or {}
@@ -236,19 +240,27 @@ class Pipeline:
 
     def update_resource(self, patch: dict[str, Any], timeout: float = 180) -> None:
         """Merge-patch the LoadBalancingExporter's spec and wait until tier 1 has rolled out."""
+        before = self._deployment()["metadata"]["generation"]
         self.lab.kubectl("patch", "loadbalancingexporter", self.tier1, "-n", self.namespace, "--type", "merge",
                          "-p", json.dumps({"spec": patch}))
         if not self.operator:
             resource = json.loads(self.lab.kubectl("get", "loadbalancingexporter", self.tier1, "-n",
                                                    self.namespace, "-o", "json").stdout)
             _apply_operator_objects(self.lab, resource)
-        wait_for("the new tier-1 generation", lambda: self._rolled_out(), timeout, interval=0.5)
+        wait_for("the new tier-1 generation", lambda: self._rolled_out(before), timeout, interval=0.5)
+        if self.operator:
+            wait_for("LoadBalancingExporter Ready again", self.resource_ready, timeout)
 
-    def _rolled_out(self) -> bool:
-        dep = json.loads(self.lab.kubectl("get", "deployment", self.tier1_service, "-n", self.namespace,
-                                          "-o", "json").stdout)
+    def _deployment(self) -> dict[str, Any]:
+        dep: dict[str, Any] = json.loads(self.lab.kubectl("get", "deployment", self.tier1_service, "-n",
+                                                          self.namespace, "-o", "json").stdout)
+        return dep
+
+    def _rolled_out(self, before: int) -> bool:
+        dep = self._deployment()
         st, want = dep.get("status", {}), dep["spec"]["replicas"]
-        return bool(st.get("observedGeneration") == dep["metadata"]["generation"]
+        generation = dep["metadata"]["generation"]
+        return bool(generation > before and st.get("observedGeneration") == generation
                     and st.get("updatedReplicas") == want and st.get("readyReplicas") == want
                     and st.get("replicas") == want)
 
@@ -257,22 +269,85 @@ class Pipeline:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+OPERATOR_NAMESPACE = "ringleader-system"
+
+
+def install_operator_with_kubectl(lab: Lab, timeout: float = 180) -> None:
+    """``kubectl apply`` the CRD (crds/) and the operator (deploy/install.yaml); wait until it runs."""
+    lab.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    lab.kubectl("wait", "--for=condition=Established", "crd/loadbalancingexporters.ringleader.dev", "--timeout=60s")
+    lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "deploy" / "install.yaml"))
+    lab.kubectl("rollout", "status", "deployment/ringleader", "-n", OPERATOR_NAMESPACE,
+                f"--timeout={int(timeout)}s", timeout=timeout + 10)
+
+
+def uninstall_operator_with_kubectl(lab: Lab, timeout: float = 120) -> None:
+    lab.kubectl("delete", "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s", "-f",
+                str(REPO / "deploy" / "install.yaml"), check=False, timeout=timeout + 10)
+
+
+def helm_binary() -> Path:
+    """helm, built once from Go modules by e2e/build_tool.sh (delivery's script), cached."""
+    import subprocess
+
+    out = subprocess.run(["bash", str(REPO / "e2e" / "build_tool.sh"), "helm"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise LabError(f"building helm failed: {out.stderr.strip()[-2000:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def install_operator_with_helm(lab: Lab, namespace: str, timeout: float = 180) -> None:
+    """``helm install`` the chart (charts/ringleader) into ``namespace``, watching that namespace.
+
+    The CRD comes from crds/ (``crds.create=false``): a CRD another install path already made carries no
+    Helm ownership, and Helm refuses to adopt it.
+    """
+    import subprocess
+
+    lab.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    lab.kubectl("wait", "--for=condition=Established", "crd/loadbalancingexporters.ringleader.dev", "--timeout=60s")
+    image = lab.ringleader_image
+    repo, _, tag = image.rpartition(":")
+    proc = subprocess.run(
+        [str(helm_binary()), "install", "ringleader", str(REPO / "charts" / "ringleader"), "--namespace", namespace,
+         "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "crds.create=false",
+         "--wait", "--timeout", f"{int(timeout)}s"],
+        capture_output=True, text=True, env=lab.env, timeout=timeout + 30)
+    if proc.returncode != 0:
+        raise LabError(f"helm install failed: {proc.stderr.strip()[-3000:]}")
+
+
 def deploy(lab: Lab, namespace: str = "ringleader-demo", tier2_replicas: int = 3, tier1_replicas: int = 2,
-           tier1_spec: dict[str, Any] | None = None, timeout: float = 180) -> Pipeline:
-    """Install tier 2, the CRD, the operator (or its objects) and one LoadBalancingExporter; wait until
-    tier 2 and tier 1 are ready."""
+           tier1_spec: dict[str, Any] | None = None, timeout: float = 180, install: str = "kubectl") -> Pipeline:
+    """Install tier 2, the CRD, the operator and one LoadBalancingExporter; wait until tier 2 and tier 1
+    are ready and (with the operator) the resource is Ready.
+
+    ``install``: ``kubectl`` (deploy/install.yaml, the operator watches all namespaces), ``helm`` (the
+    chart in ``namespace``), or ``none`` (no operator: the objects come from ``build_all``, applied here).
+    Without the operator's runtime in the tree, ``none`` is used whatever was asked.
+    """
     run_dir = lab.data_dir / f"{namespace}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(mode=0o1777)
     run_dir.chmod(0o1777)
-    pipe = Pipeline(lab, namespace, "tier1", "tier2", run_dir, tier2_replicas, operator=operator_available())
+    if not operator_available():
+        install = "none"
+    pipe = Pipeline(lab, namespace, "tier1", "tier2", run_dir, tier2_replicas, operator=install != "none")
+    # A run killed on a reused lab may have left the namespace: start from nothing.
+    lab.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
+                timeout=timeout + 10)
     lab.kubectl("create", "namespace", namespace)
     lab.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     lab.kubectl("wait", "--for=condition=Established", "crd/loadbalancingexporters.ringleader.dev", "--timeout=60s")
     apply(lab, tier2_objects(namespace, pipe.tier2, tier2_replicas, run_dir))
     resource = exporter_resource(namespace, pipe.tier1, pipe.tier2, tier1_replicas, lab.ringleader_image, tier1_spec)
-    if pipe.operator:
-        lab.kubectl("apply", "--server-side", "-R", "-f", str(REPO / "deploy"))
+    if install == "kubectl":
+        install_operator_with_kubectl(lab, timeout)
         apply(lab, [resource])
+    elif install == "helm":
+        uninstall_operator_with_kubectl(lab)  # one operator per resource: the cluster-wide one must go
+        install_operator_with_helm(lab, namespace, timeout)
+        apply(lab, [resource])
+        pipe.notes.append("operator installed with helm")
     else:
         _apply_operator_objects(lab, resource)
         pipe.notes.append("operator runtime not in this tree: tier-1 objects built by "
@@ -284,9 +359,7 @@ def deploy(lab: Lab, namespace: str = "ringleader-demo", tier2_replicas: int = 3
     lab.kubectl("rollout", "status", f"deployment/{pipe.tier1_service}", "-n", namespace,
                 f"--timeout={int(timeout)}s", timeout=timeout + 10)
     if pipe.operator:
-        wait_for("LoadBalancingExporter Ready", lambda: any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in pipe.resource_status().get("conditions", [])), timeout)
+        wait_for("LoadBalancingExporter Ready", pipe.resource_ready, timeout)
     return pipe
 
 

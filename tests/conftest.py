@@ -89,6 +89,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
         pytest.skip("the lab needs root (bridge, iptables, cgroups, mounts); run the tests as root")
     existing = Lab.current()
     if existing is not None:
+        existing.refresh_images()  # the sources may have changed since `lab up`
         yield existing
         return
     on_main_thread = threading.current_thread() is threading.main_thread()
