@@ -56,6 +56,9 @@ processors:
 exporters:
   file:
     path: /data/${{env:POD_NAME}}.jsonl
+    # Append: a StatefulSet pod that restarts (a tier-2 roll) keeps its name, and the exporter's default
+    # truncates the file, erasing what its predecessor wrote (which then counted as lost).
+    append: true
     flush_interval: 100ms
 extensions:
   health_check:
@@ -332,7 +335,9 @@ def deploy(lab: Lab, namespace: str = "ringleader-demo", tier2_replicas: int = 3
     if not operator_available():
         install = "none"
     pipe = Pipeline(lab, namespace, "tier1", "tier2", run_dir, tier2_replicas, operator=install != "none")
-    # A run killed on a reused lab may have left the namespace: start from nothing.
+    # A run killed on a reused lab may have left the namespace, and its resource a finalizer no operator
+    # will ever remove (the operator went with that run): start from nothing.
+    _drop_finalizers(lab, namespace)
     lab.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
                 timeout=timeout + 10)
     lab.kubectl("create", "namespace", namespace)
@@ -361,6 +366,13 @@ def deploy(lab: Lab, namespace: str = "ringleader-demo", tier2_replicas: int = 3
     if pipe.operator:
         wait_for("LoadBalancingExporter Ready", pipe.resource_ready, timeout)
     return pipe
+
+
+def _drop_finalizers(lab: Lab, namespace: str) -> None:
+    out = lab.kubectl("get", "loadbalancingexporters", "-n", namespace, "-o", "name", check=False)
+    for name in out.stdout.split() if out.returncode == 0 else []:
+        lab.kubectl("patch", name, "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}',
+                    check=False)
 
 
 def _apply_operator_objects(lab: Lab, resource: dict[str, Any]) -> None:
@@ -464,6 +476,11 @@ def wait_for_delivery(pipe: Pipeline, runs: list[str], timeout: float = 120) -> 
     return tally(pipe, runs)
 
 
-def remove(pipe: Pipeline, timeout: float = 120) -> None:
-    pipe.lab.kubectl("delete", "namespace", pipe.namespace, "--wait=true", f"--timeout={int(timeout)}s",
-                     check=False, timeout=timeout + 10)
+def remove(pipe: Pipeline, timeout: float = 120, before_namespace: Any = None) -> None:
+    """Delete the resource first (while its operator runs, so the finalizer is honoured), then the namespace
+    without waiting for its pods to finish terminating (``lab down`` ends whatever is left)."""
+    pipe.lab.kubectl("delete", "loadbalancingexporters", "--all", "-n", pipe.namespace, "--wait=true",
+                     f"--timeout={int(timeout)}s", check=False, timeout=timeout + 10)
+    if before_namespace is not None:
+        before_namespace()
+    pipe.lab.kubectl("delete", "namespace", pipe.namespace, "--wait=false", check=False, timeout=timeout)

@@ -88,17 +88,21 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (bridge, iptables, cgroups, mounts); run the tests as root")
     existing = Lab.current()
-    if existing is not None:
-        existing.refresh_images()  # the sources may have changed since `lab up`
-        yield existing
-        return
+    # Builds and start-up are one-off costs of the session, not of the first test: pytest-timeout's alarm
+    # is paused for them and re-armed with what was left.
     on_main_thread = threading.current_thread() is threading.main_thread()
     remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] if on_main_thread else 0.0
     try:
-        started = Lab.up(owned=True)
+        if existing is not None:
+            existing.refresh_images()  # the sources may have changed since `lab up`
+        else:
+            started = Lab.up(owned=True)
     finally:
         if remaining > 0:
             signal.setitimer(signal.ITIMER_REAL, remaining)
+    if existing is not None:
+        yield existing
+        return
     try:
         yield started
     finally:

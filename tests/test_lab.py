@@ -24,7 +24,8 @@ from e2e.lab_pipeline import (
     wait_for_delivery,
 )
 
-pytestmark = pytest.mark.slow
+# A pipeline install, its load and its removal take minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _namespace(request: pytest.FixtureRequest) -> str:
@@ -52,9 +53,9 @@ def helm_pipeline(lab: Any, request: pytest.FixtureRequest) -> Iterator[Pipeline
     finally:
         import subprocess
 
-        subprocess.run([str(helm_binary()), "uninstall", "ringleader", "--namespace", pipe.namespace, "--wait"],
-                       env=lab.env, capture_output=True, timeout=180)
-        remove(pipe)
+        remove(pipe, before_namespace=lambda: subprocess.run(
+            [str(helm_binary()), "uninstall", "ringleader", "--namespace", pipe.namespace, "--wait"],
+            env=lab.env, capture_output=True, timeout=180))
 
 
 def _every_span_once_every_trace_whole(pipe: Pipeline, run: str) -> None:
