@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins otelcol-bins venv clean
+.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins otelcol-bins lab-bins lab-up lab-down venv clean image manifests helm promtool
 
 all: test
 
@@ -48,26 +48,64 @@ k8s-bins: system-deps
 otelcol-bins: system-deps
 	bash e2e/build_otelcol.sh
 
+# The lab (e2e/lab.py, docs/lab.md): a real one-node Kubernetes cluster with real containers. lab-bins
+# installs its Debian packages and builds (once, cached) the node binaries, containerd and the images;
+# it needs root, as the lab itself does (without root the lab tests are skipped and say so).
+lab-bins: system-deps otelcol-bins
+	@if [ "$$(id -u)" = 0 ]; then \
+		bash e2e/lab_deps.sh && bash e2e/build_k8s.sh --with-node && bash e2e/build_containerd.sh && \
+		bash e2e/build_images.sh pause otelcol telemetrygen loadgen && bash e2e/build_image.sh >/dev/null && \
+		bash e2e/build_tool.sh helm >/dev/null; \
+	else echo "lab-bins: not root, so no lab: the tests that need it will be skipped"; fi
+
+lab-up: venv lab-bins
+	$(BIN)/python -m e2e.lab up
+
+lab-down: venv
+	$(BIN)/python -m e2e.lab down
+
 lint: venv
 	$(BIN)/ruff check .
 
 typecheck: venv
 	$(BIN)/mypy
 
-test: venv system-deps lint typecheck k8s-bins otelcol-bins
+test: venv system-deps lint typecheck k8s-bins otelcol-bins lab-bins
 	$(BIN)/python -m pytest
 
 unit: venv
 	$(BIN)/python -m pytest -m "not slow"
 
+# The main job on the lab's cluster (root); `make demo LOCAL=1` runs the loopback demo instead.
 demo: venv
+ifeq ($(LOCAL),1)
 	$(BIN)/python -m e2e.demo
+else
+	$(MAKE) lab-bins
+	$(BIN)/python -m e2e.lab_demo
+endif
 
 bench: venv
 	$(BIN)/python -m e2e.bench
 
 ring-table: venv
 	$(BIN)/python -m e2e.ring_table
+
+# Delivery (docs/install.md). `image` builds the Dockerfile without Docker (buildah, a Debian-built base) into
+# a docker-archive under the cache and prints its size; `manifests` regenerates deploy/install.yaml and the
+# chart's copies of crds/ and deploy/operator-rbac.yaml; `helm`/`promtool` build the tools (cached) and print
+# their paths.
+image:
+	bash e2e/build_image.sh
+
+manifests: venv
+	$(BIN)/python -m e2e.manifests
+
+helm:
+	@bash e2e/build_tool.sh helm
+
+promtool:
+	@bash e2e/build_tool.sh promtool
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (once) the Kubernetes control-plane binaries the e2e tests run: etcd and kube-apiserver,
-# optionally kube-controller-manager.
+# optionally kube-controller-manager, and with --with-node everything a one-node cluster (the lab,
+# e2e/lab.py) needs as well: kubelet, kube-proxy, kube-scheduler, kube-controller-manager, kubectl.
 #
 # Everything comes from the Go module proxy; nothing is fetched as a release tarball and nothing is
 # written inside the repository.  Binaries land in
@@ -9,7 +10,7 @@
 # binaries exist and report the expected versions, so it is instant.  Concurrent runs serialise on a
 # flock(1) lock file, and binaries are moved into place atomically, so a reader never sees half a file.
 #
-# Usage:  e2e/build_k8s.sh [--with-controller-manager] [--print-bin-dir] [--check]
+# Usage:  e2e/build_k8s.sh [--with-controller-manager] [--with-node] [--print-bin-dir] [--check]
 #         --check only reports (exit 0 or 1) whether the binaries are ready; it never builds.
 # Env:    RINGLEADER_CACHE, RINGLEADER_K8S_VERSION (default below), RINGLEADER_ETCD_VERSION
 #
@@ -33,11 +34,13 @@ main() {
   MIN_GO="1.26"
 
   with_kcm=0
+  with_node=0
   print_bin_dir=0
   check_only=0
   for arg in "$@"; do
     case "$arg" in
       --with-controller-manager) with_kcm=1 ;;
+      --with-node) with_node=1; with_kcm=1 ;;
       --print-bin-dir) print_bin_dir=1 ;;
       --check) check_only=1 ;;
       -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -67,7 +70,19 @@ main() {
   all_built() {
     binary_ok "$BIN/kube-apiserver" "Kubernetes $K8S_VERSION" &&
       binary_ok "$BIN/etcd" "etcd Version: ${ETCD_VERSION#v}" &&
-      { [[ $with_kcm -eq 0 ]] || binary_ok "$BIN/kube-controller-manager" "Kubernetes $K8S_VERSION"; }
+      { [[ $with_kcm -eq 0 ]] || binary_ok "$BIN/kube-controller-manager" "Kubernetes $K8S_VERSION"; } &&
+      { [[ $with_node -eq 0 ]] || node_built; }
+  }
+
+  # The node's binaries; kubectl has no --version flag, so it is asked with `version --client`.
+  NODE_CMDS=(kubelet kube-proxy kube-scheduler)
+  node_built() {
+    local name out
+    for name in "${NODE_CMDS[@]}"; do
+      binary_ok "$BIN/$name" "Kubernetes $K8S_VERSION" || return 1
+    done
+    [[ -x "$BIN/kubectl" ]] && out="$("$BIN/kubectl" version --client 2>/dev/null)" &&
+      [[ "$out" == *"Client Version: $K8S_VERSION"* ]]
   }
 
   done_message() {
@@ -202,6 +217,18 @@ EOF
   if [[ $with_kcm -eq 1 ]] && ! binary_ok "$BIN/kube-controller-manager" "Kubernetes $K8S_VERSION"; then
     build_into_bin "$SRC" k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$k8s_ldflags"
     log "kube-controller-manager built after $((SECONDS - started))s"
+  fi
+
+  if [[ $with_node -eq 1 ]] && ! node_built; then
+    # One `go build` for all of them: the packages they share are compiled once and linking overlaps.
+    local tmpdir="$BIN/.node.tmp.$$" name
+    rm -rf "$tmpdir"; mkdir -p "$tmpdir"
+    log "building ${NODE_CMDS[*]} kubectl (about 6 minutes on 2 cores with a warm cache)"
+    (cd "$SRC" && go build -ldflags "$k8s_ldflags" -o "$tmpdir/" k8s.io/kubernetes/cmd/kubelet \
+        k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+    for name in "${NODE_CMDS[@]}" kubectl; do mv -f "$tmpdir/$name" "$BIN/$name"; done
+    rm -rf "$tmpdir"
+    log "node binaries built after $((SECONDS - started))s"
   fi
 
   if ! all_built; then

@@ -23,11 +23,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from e2e import otelcol
 from e2e.envtest import EnvTest, binaries_ready, cache_dir, ensure_binaries
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: runs on the real one-node cluster of e2e/lab.py (minutes)")
 
 
 def _build_kubernetes_once(request: pytest.FixtureRequest, with_controller_manager: bool = False) -> None:
@@ -89,3 +94,40 @@ def otelcol_bin_dir(request: pytest.FixtureRequest) -> Path:
         )
         _build_outside_the_test_timeout(request, notice, otelcol.ensure_binaries)
     return otelcol.ensure_binaries()
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The real one-node cluster of :mod:`e2e.lab` (root only); shared by the whole session.
+
+    A lab already started with ``python -m e2e.lab up`` is used as it is and left running; otherwise one
+    is started for the session and taken down at its end (a killed session's lab is removed by the next
+    ``up``).  The first session on a machine builds the node binaries, containerd and the images
+    (e2e/build_*.sh, many minutes, cached afterwards).
+    """
+    import os
+
+    from e2e.lab import Lab
+
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (bridge, iptables, cgroups, mounts); run the tests as root")
+    existing = Lab.current()
+    # Builds and start-up are one-off costs of the session, not of the first test: pytest-timeout's alarm
+    # is paused for them and re-armed with what was left.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] if on_main_thread else 0.0
+    try:
+        if existing is not None:
+            existing.refresh_images()  # the sources may have changed since `lab up`
+        else:
+            started = Lab.up(owned=True)
+    finally:
+        if remaining > 0:
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+    if existing is not None:
+        yield existing
+        return
+    try:
+        yield started
+    finally:
+        started.down()

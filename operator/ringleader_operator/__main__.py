@@ -54,6 +54,9 @@ def _run(ns: argparse.Namespace) -> int:
     register(registry, reconciler, resync_seconds=ns.resync_seconds)
     settings = operator_settings(peering=ns.peering, clusterwide=clusterwide, priority=ns.priority)
     kopf.run(
+        # kopf's default identity is user@host from the password database, which the image's numeric uid
+        # (65532) is not in: getpwuid() raised and the operator crash-looped on the lab's real cluster.
+        identity=_identity(),
         registry=registry,
         settings=settings,
         standalone=ns.peering is None,
@@ -64,6 +67,14 @@ def _run(ns: argparse.Namespace) -> int:
         liveness_endpoint=ns.liveness or None,
     )
     return 0
+
+
+def _identity() -> Any:
+    """This operator process among its peers: pod (host) name and PID, no password-database lookup."""
+    import os
+    import socket
+
+    return f"ringleader-operator@{socket.gethostname()}/{os.getpid()}"
 
 
 def _rbac(ns: argparse.Namespace) -> int:
