@@ -12,6 +12,12 @@ backend, :class:`Admission` hands the parts on:
 - without them: it exports every part concurrently (:mod:`dataplane.delivery`)
   and returns the parts that failed.
 
+Both ways the parts must also fit the process's memory budget
+(:mod:`dataplane.memory`), or the request is refused whole with
+``memory_limit``. A backend whose full queue refuses a request is reported to
+the :class:`~dataplane.ejection.Ejector`: if it also makes no progress, it is
+ejected, so that one hung backend cannot stop all intake.
+
 :class:`RefusedError` is what the receivers turn into a status for the client.
 """
 
@@ -21,6 +27,8 @@ import asyncio
 
 from .backends import Route
 from .delivery import BackendDelivery, PartFailure
+from .ejection import Ejector
+from .memory import MemoryBudget
 from .queue import Batch
 from .routing import Split
 
@@ -38,23 +46,54 @@ class RefusedError(Exception):
 class Admission:
     """All-or-nothing admission into the backend queues, or direct export without them."""
 
-    def __init__(self, delivery: BackendDelivery, queued: bool) -> None:
+    def __init__(
+        self,
+        delivery: BackendDelivery,
+        queued: bool,
+        budget: MemoryBudget | None = None,
+        ejector: Ejector | None = None,
+    ) -> None:
         self._delivery = delivery
         self._queued = queued
+        self._budget = budget or MemoryBudget.unlimited()
+        self._ejector = ejector
 
     async def dispatch(self, signal: str, route: Route, split: Split, whole: Batch) -> list[PartFailure]:
         """Admit (or export) the parts of ``whole``; the failures, empty when all went through."""
         parts = [(route.backends[idx], payload, items) for idx, (payload, items) in split.parts.items()]
+        nbytes = sum(len(payload) for _, payload, _ in parts)
         if self._queued:
             for backend, payload, items in parts:
                 assert backend.queue is not None
                 if not backend.queue.has_room(items, len(payload)):
+                    if self._ejector is not None:
+                        self._ejector.queue_full(backend.endpoint)
                     return [PartFailure(whole, True, "queue_full", f"sending queue of {backend.endpoint} is full")]
+            if not self._budget.has_room(nbytes):
+                return [self._over_budget(whole, nbytes)]
             for backend, payload, items in parts:
                 assert backend.queue is not None
-                backend.queue.put(Batch(signal, payload, items))
+                backend.queue.put(Batch(signal, payload, items))  # charges the budget
             return []
-        results = await asyncio.gather(
-            *(self._delivery.export_direct(backend, Batch(signal, payload, items)) for backend, payload, items in parts)
-        )
+        if not self._budget.try_charge(nbytes):
+            return [self._over_budget(whole, nbytes)]
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._delivery.export_direct(backend, Batch(signal, payload, items))
+                    for backend, payload, items in parts
+                )
+            )
+        finally:
+            self._budget.release(nbytes)
         return [f for f in results if f is not None]
+
+    def _over_budget(self, whole: Batch, nbytes: int) -> PartFailure:
+        budget = self._budget
+        return PartFailure(
+            whole,
+            True,
+            "memory_limit",
+            f"memory budget exhausted ({budget.used >> 20} of {budget.data_limit >> 20} MiB of buffered data in use, "
+            f"{nbytes} more bytes needed)",
+        )

@@ -20,6 +20,7 @@ import signal
 from .admin import AdminServer
 from .balancer import LoadBalancer
 from .config_model import Config
+from .memory import MemoryBudget, default_limit
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
 from .telemetry import LOG_INTERVAL, Telemetry
@@ -33,7 +34,10 @@ class DataPlane:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.telemetry = Telemetry()
-        self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry)
+        self.budget = MemoryBudget.for_process(cfg.memory.limit or default_limit())
+        self.telemetry.memory_data_limit.set(self.budget.data_limit)
+        self.telemetry.memory_buffered.set_function(lambda: self.budget.used)
+        self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry, self.budget)
         self.resolver = build_resolver(cfg.exporter.resolver, self.telemetry)
         self.intake = Intake(self.balancer, self.telemetry, cfg.signals)
         self.grpc: GRPCReceiver | None = None

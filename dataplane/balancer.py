@@ -31,6 +31,8 @@ from .admission import Admission, RefusedError
 from .backends import Backend, BackendSet, Route
 from .config_model import LoadBalancingConfig
 from .delivery import BackendDelivery
+from .ejection import Ejector, grpc_probe
+from .memory import MemoryBudget
 from .queue import Batch
 from .request_retry import RequestRetry
 from .rerouting import Rerouter
@@ -44,24 +46,49 @@ __all__ = ["LoadBalancer", "RefusedError", "Route"]
 class LoadBalancer:
     """Routes accepted requests to backends; see the module documentation."""
 
-    def __init__(self, cfg: LoadBalancingConfig, signals: Sequence[str], telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        cfg: LoadBalancingConfig,
+        signals: Sequence[str],
+        telemetry: Telemetry,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self.cfg = cfg
         self.telemetry = telemetry
+        self.budget = budget or MemoryBudget.unlimited()
         self.splitters: dict[str, Splitter] = {
             s: make_splitter(s, cfg.routing_key_for(s), cfg.routing_attributes) for s in signals
         }
         self._stopping = False
         self._tasks = Background()
+        self.ejector = Ejector(cfg.ejection, telemetry, grpc_probe(cfg.protocol), lambda: self._backends.reapply())
         self._delivery = BackendDelivery(
-            cfg.protocol.retry_on_failure, telemetry, self._reroute, lambda: self._stopping
+            cfg.protocol.retry_on_failure, telemetry, self._reroute, lambda: self._stopping, self.ejector
         )
         self._backends = BackendSet(
-            cfg, telemetry, self._delivery.consume, self._reroute, self._adopt_orphans, self._tasks
+            cfg,
+            telemetry,
+            self._delivery.consume,
+            self._reroute,
+            self._adopt_orphans,
+            self._tasks,
+            self.budget,
+            self.ejector,
         )
-        self._rerouter = Rerouter(self.splitters, telemetry, lambda: self._backends.route, self._send_direct)
-        self._admission = Admission(self._delivery, queued=cfg.protocol.sending_queue.enabled)
+        self._rerouter = Rerouter(
+            self.splitters, telemetry, lambda: self._backends.route, self._send_direct, self.budget
+        )
+        self._admission = Admission(
+            self._delivery, cfg.protocol.sending_queue.enabled, self.budget, self.ejector
+        )
         self._requests = RequestRetry(
-            cfg, self.splitters, telemetry, self._admission, lambda: self._backends.route, lambda: self._stopping
+            cfg,
+            self.splitters,
+            telemetry,
+            self._admission,
+            lambda: self._backends.route,
+            lambda: self._stopping,
+            self.budget,
         )
 
     # ------------------------------------------------------------------ state -----
@@ -99,7 +126,13 @@ class LoadBalancer:
         self._rerouter.adopt_orphans()
 
     def _send_direct(self, backend: Backend, batch: Batch) -> None:
-        self._tasks.spawn(self._delivery.consume(backend, batch))
+        async def send() -> None:
+            try:
+                await self._delivery.consume(backend, batch)
+            finally:
+                self.budget.release(len(batch.payload))  # charged by the rerouter
+
+        self._tasks.spawn(send())
 
     # --------------------------------------------------------------- data path -----
     def split(self, signal: str, data: bytes) -> tuple[Route | None, Split]:
@@ -120,6 +153,8 @@ class LoadBalancer:
         if queue is not None:
             if not queue.has_room(split.items, len(data)):
                 raise RefusedError("queue_full", "the load balancer's sending queue is full")
+            if not self.budget.has_room(len(data)):
+                raise RefusedError("memory_limit", "the memory budget is exhausted")
             queue.put(Batch(signal, data, split.items))
             return
         if route is None and not self.cfg.retry_on_failure.enabled:
@@ -128,7 +163,7 @@ class LoadBalancer:
         if failures:
             retryable = all(f.retryable for f in failures)
             first = failures[0]
-            reason = first.code if first.code in ("queue_full", "no_backends") else "export_failed"
+            reason = first.code if first.code in ("queue_full", "no_backends", "memory_limit") else "export_failed"
             raise RefusedError(
                 reason,
                 "; ".join(sorted({f.message for f in failures})),
@@ -140,6 +175,7 @@ class LoadBalancer:
     async def shutdown(self, drain_timeout: float) -> None:
         """Stop accepting, flush every queue within ``drain_timeout``, count what is left."""
         self._stopping = True
+        await self.ejector.close()
         backends = self._backends.backends
         queues = [q for q in [self._requests.queue, *(b.queue for b in backends)] if q is not None]
         await shutdown.drain(

@@ -15,6 +15,13 @@ owns) is exported with that backend's retry policy
 
 Items a backend rejects in a partial-success response are counted as failed
 with reason ``rejected_by_backend``.
+
+Every outcome is also reported to the :class:`~dataplane.ejection.Ejector`, which
+ejects a backend that keeps failing. An attempt that timed out
+(DEADLINE_EXCEEDED, CANCELLED) may have been processed by the backend anyway; when
+such a part is sent again (retried, or re-routed because its backend left or was
+ejected) its items are counted in ``ringleader_items_possibly_duplicated_total``
+with reason ``timeout_resent``: the at-least-once case of docs/operations.md.
 """
 
 from __future__ import annotations
@@ -28,11 +35,15 @@ from dataclasses import dataclass
 from .backends import Backend
 from .backoff import backoff_for
 from .config_model import RetryConfig
+from .ejection import Ejector
 from .exporter import ExportError
 from .queue import Batch
 from .telemetry import Telemetry
 
 log = logging.getLogger("ringleader.delivery")
+
+UNKNOWN_OUTCOME = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
+"""Codes after which the backend may or may not have processed the request."""
 
 
 @dataclass(slots=True)
@@ -54,7 +65,9 @@ class BackendDelivery:
         telemetry: Telemetry,
         reroute: Callable[[list[Batch]], None],
         stopping: Callable[[], bool],
+        ejector: Ejector | None = None,
     ) -> None:
+        self.ejector = ejector
         self._retry = retry
         self._telemetry = telemetry
         self._reroute = reroute
@@ -71,7 +84,9 @@ class BackendDelivery:
                 try:
                     result = await backend.client.export(batch.signal, batch.payload, batch.items)
                 except ExportError as exc:
+                    self._failed(backend)
                     if backend.retiring.is_set():
+                        self._count_resent(batch, exc)
                         self._reroute([batch])
                         return
                     if not exc.retryable:
@@ -86,12 +101,29 @@ class BackendDelivery:
                     # Sleep, but wake at once if the backend leaves the ring.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(backend.retiring.wait(), delay)
+                    self._count_resent(batch, exc)  # retried here, or re-routed at the top of the loop
                     continue
+                self._succeeded(backend)
                 self.record_result(backend, batch, result.accepted, result.rejected, result.message)
                 return
         except asyncio.CancelledError:
             self._telemetry.record_failed(backend.endpoint, batch.signal, "shutdown", batch.items, "drain deadline")
             raise
+
+    def _succeeded(self, backend: Backend) -> None:
+        if self.ejector is not None:
+            self.ejector.export_succeeded(backend.endpoint)
+
+    def _failed(self, backend: Backend) -> None:
+        if self.ejector is not None:
+            self.ejector.export_failed(backend.endpoint)
+
+    def _count_resent(self, batch: Batch, exc: ExportError) -> None:
+        """A part whose last attempt may have reached the backend is about to be sent again."""
+        if exc.code in UNKNOWN_OUTCOME:
+            self._telemetry.items_possibly_duplicated.labels(signal=batch.signal, reason="timeout_resent").inc(
+                batch.items
+            )
 
     async def export_direct(self, backend: Backend, batch: Batch) -> PartFailure | None:
         """Export without a backend queue, with the backend retry policy; the caller waits."""
@@ -100,13 +132,16 @@ class BackendDelivery:
             try:
                 result = await backend.client.export(batch.signal, batch.payload, batch.items)
             except ExportError as exc:
+                self._failed(backend)
                 if not exc.retryable:
                     return PartFailure(batch, False, exc.code, f"{backend.endpoint}: {exc}")
                 delay = next(delays, None)
                 if delay is None or self._stopping() or backend.retiring.is_set():
                     return PartFailure(batch, True, exc.code, f"{backend.endpoint}: {exc}")
                 await asyncio.sleep(delay)
+                self._count_resent(batch, exc)
                 continue
+            self._succeeded(backend)
             self.record_result(backend, batch, result.accepted, result.rejected, result.message)
             return None
 

@@ -45,13 +45,35 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config_model import EjectionConfig
+import grpc
+
+from .config_model import EjectionConfig, OTLPExporterConfig
+from .exporter import METHODS, make_channel
 from .telemetry import Telemetry
 
 log = logging.getLogger("ringleader.ejection")
 
 Probe = Callable[[str, float], Awaitable[bool]]
 """Asks ``endpoint`` whether it answers, within a timeout; True when it does."""
+
+
+def grpc_probe(cfg: OTLPExporterConfig) -> Probe:
+    """A probe that sends an empty trace export request on a fresh channel (TLS etc. as configured)."""
+
+    async def probe(endpoint: str, timeout: float) -> bool:
+        channel = make_channel(endpoint, cfg)
+        try:
+            call = channel.unary_unary(METHODS["traces"], request_serializer=None, response_deserializer=None)
+            metadata = tuple((k.lower(), v) for k, v in cfg.headers) or None
+            await call(b"", timeout=timeout, metadata=metadata)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            log.debug("probe of %s: %s", endpoint, exc.code().name)
+            return False
+        finally:
+            await channel.close(grace=None)
+
+    return probe
 
 
 @dataclass(slots=True)

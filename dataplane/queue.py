@@ -20,8 +20,9 @@ Coalescing: a consumer takes not just the first waiting batch but every waiting
 batch of the same signal behind it, up to ``coalesce.max_size`` bytes, and sends
 them as ONE export (serialized OTLP export requests concatenate on the wire into
 one valid request holding all their resources). With ``coalesce.max_delay`` above
-zero a consumer that finds less than ``max_size`` waits until the oldest batch is
-that old, so parts arriving close together share an export; no part waits longer.
+zero a consumer that finds less than ``max_size`` holds the batch it took (it no
+longer occupies the queue) until enough has arrived or the batch is that old, so
+parts arriving close together share an export; no part waits longer.
 With many backends and small requests this turns N exports per request into a
 few per interval.
 
@@ -78,6 +79,7 @@ class SendingQueue:
         self._items: collections.deque[Batch] = collections.deque()
         self._times: collections.deque[float] = collections.deque()  # enqueue time of each batch
         self._grew = asyncio.Event()
+        self._lingering = 0  # consumers holding a batch while they wait for more to join it
         self._queued_items = 0
         self._queued_bytes = 0
         self._in_flight = 0
@@ -110,7 +112,8 @@ class SendingQueue:
         self._idle.clear()
         self._changed()
         self._grew.set()
-        self._notify()
+        if not self._lingering:
+            self._notify()
 
     def take_all(self) -> list[Batch]:
         """Remove and return every batch still waiting (in-flight ones stay with their consumer)."""
@@ -167,14 +170,18 @@ class SendingQueue:
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
                     raise
-            if self._coalesce.max_delay > 0:
-                await self._linger()
-                if not self._items:
-                    continue
-            batch = self._take()
+            first, born = self._pop()
             self._in_flight += 1
             self._changed()
+            batch = first
             try:
+                if self._coalesce.max_size > len(first.payload):
+                    if self._coalesce.max_delay > 0:
+                        await self._linger(first, born)
+                    batch = self._join(first)
+                    if self._items:
+                        self._notify()  # what did not fit is for another consumer
+                    self._changed()
                 await self._handler(batch)
             except asyncio.CancelledError:
                 raise
@@ -185,40 +192,53 @@ class SendingQueue:
                 self._in_flight -= 1
                 self._maybe_idle()
 
-    async def _linger(self) -> None:
-        """Wait while the queue holds less than one full export and its oldest batch is young."""
-        limit = self._coalesce.max_size
-        while self._items and self._queued_bytes < limit:
-            left = self._times[0] + self._coalesce.max_delay - time.monotonic()
-            if left <= 0:
-                return
-            self._grew.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._grew.wait(), left)
+    def _pop(self) -> tuple[Batch, float]:
+        batch = self._items.popleft()
+        born = self._times.popleft()
+        self._queued_items -= batch.items
+        self._queued_bytes -= len(batch.payload)
+        return batch, born
 
-    def _take(self) -> Batch:
-        """The first batch, with the batches of its signal behind it concatenated (coalescing)."""
-        first = self._items.popleft()
-        self._times.popleft()
-        self._queued_items -= first.items
-        self._queued_bytes -= len(first.payload)
+    async def _linger(self, first: Batch, born: float) -> None:
+        """Hold ``first`` (taken, so it no longer occupies the queue) until enough has arrived to fill
+        one export or it is ``max_delay`` old. Meanwhile new batches wake no other consumer."""
+        limit = self._coalesce.max_size - len(first.payload)
+        self._lingering += 1
+        try:
+            while self._queued_bytes < limit:
+                left = born + self._coalesce.max_delay - time.monotonic()
+                if left <= 0:
+                    return
+                self._grew.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._grew.wait(), left)
+        except asyncio.CancelledError:
+            # Stopped while holding it: put it back, so whoever stops the queue finds it (take_all).
+            self._items.appendleft(first)
+            self._times.appendleft(born)
+            self._queued_items += first.items
+            self._queued_bytes += len(first.payload)
+            self._budget.charge(len(first.payload))  # the consumer's finally releases it once more
+            raise
+        finally:
+            self._lingering -= 1
+
+    def _join(self, first: Batch) -> Batch:
+        """``first`` with the waiting batches of its signal concatenated behind it, up to max_size."""
         limit = self._coalesce.max_size
         size = len(first.payload)
-        if not self._items or size + len(self._items[0].payload) > limit or self._items[0].signal != first.signal:
-            return first
         payloads = [first.payload]
         items = first.items
         while self._items:
             nxt = self._items[0]
             if nxt.signal != first.signal or size + len(nxt.payload) > limit:
                 break
-            self._items.popleft()
-            self._times.popleft()
-            self._queued_items -= nxt.items
-            self._queued_bytes -= len(nxt.payload)
+            self._pop()
             payloads.append(nxt.payload)
             items += nxt.items
             size += len(nxt.payload)
+        if len(payloads) == 1:
+            return first
         return Batch(first.signal, b"".join(payloads), items)
 
     def _notify(self) -> None:

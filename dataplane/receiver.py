@@ -113,6 +113,23 @@ class Intake:
             ) from None
         self._received[(signal, transport)].inc(split.items)
 
+    def hold(self, signal: str, nbytes: int, data: bytes | None = None) -> None:
+        """Charge a request being received to the memory budget, or refuse it (``memory_limit``).
+
+        Release it with :meth:`let_go` once the request is handled.
+        """
+        budget = self.balancer.budget
+        if not budget.try_charge(nbytes):
+            message = (
+                f"memory budget exhausted ({budget.used >> 20} of {budget.data_limit >> 20} MiB of buffered data "
+                "in use); retry later"
+            )
+            self._refuse(signal, "memory_limit", count_items(signal, data) if data is not None else 0, message)
+            raise _Refusal("memory_limit", grpc.StatusCode.UNAVAILABLE, 503, message)
+
+    def let_go(self, nbytes: int) -> None:
+        self.balancer.budget.release(nbytes)
+
     def refuse_too_large(self, signal: str, size: int, limit: int) -> _Refusal:
         message = f"request of {size} bytes exceeds the limit of {limit} bytes"
         self._refuse(signal, "too_large", 0, message)
@@ -124,6 +141,9 @@ class Intake:
 
 # --------------------------------------------------------------------------- gRPC -----
 
+MAX_STREAMS_PER_CONNECTION = 32
+"""Calls one client connection may have in progress (HTTP/2 MAX_CONCURRENT_STREAMS)."""
+
 
 class GRPCReceiver:
     """OTLP/gRPC: the three Export services, taking raw request bytes."""
@@ -134,11 +154,18 @@ class GRPCReceiver:
         # Let grpc accept somewhat more than the limit so that oversize requests reach us and
         # are counted; beyond this hard cap grpc itself refuses them (RESOURCE_EXHAUSTED).
         hard_cap = max(2 * cfg.max_recv_msg_size, cfg.max_recv_msg_size + (1 << 20))
+        # gRPC reads a whole message before the handler can refuse it (then it is charged to the memory
+        # budget, and refused if it does not fit). Limit the calls one connection may have in progress so
+        # that a client cannot make gRPC buffer unboundedly many; further calls wait in the client, with no
+        # error. (grpc's maximum_concurrent_rpcs would answer RESOURCE_EXHAUSTED, which OTLP clients
+        # without RetryInfo treat as permanent, and which could not be counted here.)
+        self.max_streams_per_connection = MAX_STREAMS_PER_CONNECTION
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", hard_cap),
                 ("grpc.max_send_message_length", 4 << 20),
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ]
         )
         for signal, method in METHODS.items():
@@ -157,7 +184,11 @@ class GRPCReceiver:
             try:
                 if len(request) > limit:
                     raise intake.refuse_too_large(signal, len(request), limit)
-                await intake.accept(signal, request, "grpc")
+                intake.hold(signal, len(request), request)
+                try:
+                    await intake.accept(signal, request, "grpc")
+                finally:
+                    intake.let_go(len(request))
             except _Refusal as refusal:
                 await context.abort(refusal.code, str(refusal))
             return b""  # an empty Export*ServiceResponse: full success
@@ -243,6 +274,10 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
+def _refusal_body(refusal: _Refusal, as_json: bool) -> bytes:
+    return _status_body(_CODE_NUMBERS.get(refusal.code.name, 13), str(refusal), as_json)
+
+
 class HTTPReceiver:
     """OTLP/HTTP: POST /v1/traces, /v1/logs, /v1/metrics with protobuf or JSON bodies."""
 
@@ -272,6 +307,16 @@ class HTTPReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    @staticmethod
+    def _refusal_response(refusal: _Refusal, as_json: bool) -> web.Response:
+        headers = {"Retry-After": "1"} if refusal.http == 503 else {}
+        return web.Response(
+            status=refusal.http,
+            body=_refusal_body(refusal, as_json),
+            content_type="application/json" if as_json else "application/x-protobuf",
+            headers=headers,
+        )
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         signal = HTTP_PATHS[request.path]
         content_type = request.content_type
@@ -288,6 +333,24 @@ class HTTPReceiver:
                 )
             if request.content_length is not None and request.content_length > limit:
                 raise self._intake.refuse_too_large(signal, request.content_length, limit)
+            # The body and what it becomes (decompressed up to the limit; JSON parsed into objects;
+            # the parts) are charged before it is read: a request that does not fit is refused unread.
+            encoded = request.headers.get("Content-Encoding", "").lower().strip() not in ("", "identity")
+            length = request.content_length
+            # (an estimate for compressed and JSON bodies, corrected once they are decoded)
+            held = [2 * limit] if length is None else [(4 if as_json or encoded else 2) * length]
+            self._intake.hold(signal, held[0])
+        except _Refusal as refusal:
+            return self._refusal_response(refusal, as_json)
+        try:
+            return await self._handle_held(request, signal, as_json, limit, held)
+        finally:
+            self._intake.let_go(held[0])
+
+    async def _handle_held(
+        self, request: web.Request, signal: str, as_json: bool, limit: int, held: list[int]
+    ) -> web.StreamResponse:
+        try:
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
@@ -301,15 +364,13 @@ class HTTPReceiver:
             except _Refusal as refusal:
                 self._intake.telemetry.record_refused(signal, refusal.reason, 0, str(refusal))
                 raise
+            needed = len(body) + 2 * len(data)  # the decoded body, the request and its parts
+            if needed > held[0]:
+                self._intake.hold(signal, needed - held[0])
+                held[0] = needed
             await self._intake.accept(signal, data, "http")
         except _Refusal as refusal:
-            headers = {"Retry-After": "1"} if refusal.http == 503 else {}
-            return web.Response(
-                status=refusal.http,
-                body=_status_body(_CODE_NUMBERS.get(refusal.code.name, 13), str(refusal), as_json),
-                content_type="application/json" if as_json else "application/x-protobuf",
-                headers=headers,
-            )
+            return self._refusal_response(refusal, as_json)
         if as_json:
             return web.Response(body=b"{}", content_type="application/json")
         return web.Response(body=b"", content_type="application/x-protobuf")

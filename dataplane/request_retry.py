@@ -23,6 +23,7 @@ from .backends import Route
 from .backoff import backoff_for
 from .config_model import LoadBalancingConfig
 from .delivery import PartFailure
+from .memory import MemoryBudget
 from .queue import Batch, SendingQueue
 from .routing import Split, Splitter
 from .telemetry import Telemetry
@@ -41,6 +42,7 @@ class RequestRetry:
         admission: Admission,
         route: Callable[[], Route | None],
         stopping: Callable[[], bool],
+        budget: MemoryBudget | None = None,
     ) -> None:
         self._cfg = cfg
         self._splitters = splitters
@@ -50,7 +52,7 @@ class RequestRetry:
         self._stopping = stopping
         self.queue: SendingQueue | None = None
         if cfg.sending_queue.enabled:
-            self.queue = SendingQueue("loadbalancer", cfg.sending_queue, self._deliver_queued)
+            self.queue = SendingQueue("loadbalancer", cfg.sending_queue, self._deliver_queued, budget=budget)
 
     def start(self) -> None:
         if self.queue is not None:

@@ -31,9 +31,9 @@ Ringleader's additions are prefixed ``ringleader_``:
 - ``ringleader_memory_buffered_bytes`` / ``ringleader_memory_data_limit_bytes``: data held
   against the memory budget (:mod:`dataplane.memory`).
 
-Series labelled with an endpoint are removed when that backend leaves the set
-(:meth:`Telemetry.forget_endpoint`), so a churning backend set does not grow the
-exposition forever.
+Series labelled with an endpoint are removed a minute after that backend left the
+set (:meth:`Telemetry.forget_endpoint`), so a churning backend set does not grow the
+exposition forever; sums across endpoints of the counters therefore drop then.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 # Repeated refusals/drops of one kind are summarised in the log at most this often (seconds).
 LOG_INTERVAL = 10.0
 
+# Series of a departed backend are removed this long after it retired (seconds): long enough for a
+# Prometheus scrape to see their last values, so rate() and increase() lose nothing.
+FORGET_DELAY = 60.0
+
 # Upstream records backend latency in milliseconds.
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
@@ -61,7 +65,8 @@ _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 100
 class Telemetry:
     """Every metric the data plane exports, on one private registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, forget_delay: float = FORGET_DELAY) -> None:
+        self.forget_delay = forget_delay
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # --- upstream-compatible names -------------------------------------------------

@@ -38,7 +38,8 @@ replaced by environment variables (``$$`` is a literal ``$``). docs/configuratio
 is the full reference.
 
 Layout: one private module per part of the file (``_receivers``, ``_exporters``,
-``_otlp``, ``_sending``, ``_service``, ``_telemetry``, ``_shutdown``) over the
+``_otlp``, ``_sending``, ``_coalesce``, ``_ejection``, ``_service``, ``_telemetry``,
+``_shutdown``, ``_memory``) over the
 shared layers that read it (``_yaml``, ``_env``, ``_units``, ``_values``).
 """
 
@@ -53,6 +54,7 @@ from ._components import no_components
 from ._env import expand
 from ._errors import ConfigError
 from ._exporters import parse_exporters
+from ._memory import parse_memory
 from ._receivers import parse_receivers
 from ._service import parse_service
 from ._shutdown import parse_shutdown
@@ -72,6 +74,7 @@ _TOP_LEVEL = (
     "connectors",
     "telemetry",
     "shutdown",
+    "memory",
 )
 
 
@@ -94,8 +97,11 @@ def parse_config(data: object, source: str = "<config>") -> Config:
 
     telemetry = parse_telemetry(root.get("telemetry"))
     shutdown = parse_shutdown(root.get("shutdown"))
+    memory = parse_memory(root.get("memory"))
     root.done()
-    return Config(receivers=receivers, exporter=lb, telemetry=telemetry, shutdown=shutdown, signals=signals)
+    return Config(
+        receivers=receivers, exporter=lb, telemetry=telemetry, shutdown=shutdown, memory=memory, signals=signals
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -8,7 +8,9 @@ from ..config_model import (
     LoadBalancingConfig,
     OTLPExporterConfig,
 )
+from ._coalesce import parse_coalesce
 from ._components import component_type
+from ._ejection import parse_ejection
 from ._errors import ConfigError, join
 from ._otlp import parse_otlp
 from ._resolvers import RESOLVERS, parse_resolver
@@ -64,6 +66,8 @@ def _parse_loadbalancing(lb: Map) -> LoadBalancingConfig:
             if key != "otlp":
                 raise ConfigError(protocol_block.child(key).path, "unsupported protocol (only otlp is supported)")
     ring = lb.get("ring_algorithm")
+    coalesce = parse_coalesce(lb.get("coalesce"))
+    ejection = parse_ejection(lb.get("ejection"))
     lb.done(
         {
             "queue": "unknown key; the queue setting is called sending_queue",
@@ -79,4 +83,6 @@ def _parse_loadbalancing(lb: Map) -> LoadBalancingConfig:
         retry_on_failure=retry,
         protocol=protocol,
         ring_algorithm=cast(Any, ring.choice(("ringleader", "upstream"))) if ring else "ringleader",
+        coalesce=coalesce,
+        ejection=ejection,
     )
