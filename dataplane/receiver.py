@@ -36,6 +36,7 @@ from google.protobuf import json_format
 from .balancer import LoadBalancer, RefusedError
 from .config_model import GRPCReceiverConfig, HTTPReceiverConfig
 from .exporter import METHODS
+from .hostport import listen_address
 from .routing import REQUEST_TYPES, InvalidRequestError, count_items
 from .telemetry import Telemetry
 from .wire import MalformedError, encode_varint
@@ -255,17 +256,17 @@ class HTTPReceiver:
         self.port = 0
 
     async def start(self) -> None:
-        host, _, port = self._cfg.endpoint.rpartition(":")
+        host, port = listen_address(self._cfg.endpoint)
         # aiohttp would inflate gzip/deflate bodies itself and _decompress would then fail on the
         # plain bytes (400 for every compressed request): leave it to _decompress, which is bounded
         # by the size limit and answers 415 for encodings it does not know.
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else int(port)
+        self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
         if self._runner is not None:
