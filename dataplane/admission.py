@@ -10,7 +10,9 @@ backend, :class:`Admission` hands the parts on:
   #47600). The data plane runs on one event loop and nothing awaits between the
   check and the puts, so no other request can slip in between;
 - without them: it exports every part concurrently (:mod:`dataplane.delivery`)
-  and returns the parts that failed.
+  and returns the parts that failed. The exporter-level ``timeout`` bounds each
+  part on its own: a slow backend's part times out alone, and the parts other
+  backends accepted are done with (never sent again by a retry).
 
 Both ways the parts must also fit the process's memory budget
 (:mod:`dataplane.memory`), or the request is refused whole with
@@ -25,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .backends import Route
-from .delivery import BackendDelivery, PartFailure
+from .backends import Backend, Route
+from .delivery import BackendDelivery, PartFailure, Progress
 from .ejection import Ejector
 from .memory import MemoryBudget
 from .queue import Batch
@@ -58,31 +60,41 @@ class Admission:
         self._budget = budget or MemoryBudget.unlimited()
         self._ejector = ejector
 
-    async def dispatch(self, signal: str, route: Route, split: Split, whole: Batch) -> list[PartFailure]:
-        """Admit (or export) the parts of ``whole``; the failures, empty when all went through."""
-        parts = [(route.backends[idx], payload, items) for idx, (payload, items) in split.parts.items()]
-        nbytes = sum(len(payload) for _, payload, _ in parts)
+    async def dispatch(
+        self,
+        signal: str,
+        route: Route,
+        split: Split,
+        whole: Batch,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[PartFailure]:
+        """Admit (or export) the parts of ``whole``; the failures, empty when all went through.
+
+        ``timeout`` limits each directly exported part (the exporter-level ``timeout``);
+        ``deadline`` is the client's, as ``time.monotonic()``.
+        """
+        parts = [(route.backends[idx], Batch(signal, payload, items)) for idx, (payload, items) in split.parts.items()]
+        nbytes = sum(len(part.payload) for _, part in parts)
         if self._queued:
-            for backend, payload, items in parts:
+            for backend, part in parts:
                 assert backend.queue is not None
-                if not backend.queue.has_room(items, len(payload)):
+                if not backend.queue.has_room(part.items, len(part.payload)):
                     if self._ejector is not None:
                         self._ejector.queue_full(backend.endpoint)
                     return [PartFailure(whole, True, "queue_full", f"sending queue of {backend.endpoint} is full")]
             if not self._budget.has_room(nbytes):
                 return [self._over_budget(whole, nbytes)]
-            for backend, payload, items in parts:
+            for backend, part in parts:
                 assert backend.queue is not None
-                backend.queue.put(Batch(signal, payload, items))  # charges the budget
+                backend.queue.put(part)  # charges the budget
             return []
         if not self._budget.try_charge(nbytes):
             return [self._over_budget(whole, nbytes)]
         try:
             results = await asyncio.gather(
-                *(
-                    self._delivery.export_direct(backend, Batch(signal, payload, items))
-                    for backend, payload, items in parts
-                )
+                *(self._export_part(backend, part, timeout, deadline, progress) for backend, part in parts)
             )
         finally:
             self._budget.release(nbytes)
@@ -97,3 +109,15 @@ class Admission:
             f"memory budget exhausted ({budget.used >> 20} of {budget.data_limit >> 20} MiB of buffered data in use, "
             f"{nbytes} more bytes needed)",
         )
+
+    async def _export_part(
+        self, backend: Backend, part: Batch, timeout: float | None, deadline: float | None, progress: Progress | None
+    ) -> PartFailure | None:
+        attempt = self._delivery.export_direct(backend, part, deadline, progress)
+        if not timeout:
+            return await attempt
+        try:
+            return await asyncio.wait_for(attempt, timeout)
+        except TimeoutError:
+            message = f"{backend.endpoint}: no answer within the exporter-level timeout of {timeout:g}s"
+            return PartFailure(part, True, "DEADLINE_EXCEEDED", message)

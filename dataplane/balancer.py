@@ -24,13 +24,14 @@ Every item that is lost after acceptance is counted in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from . import shutdown
 from .admission import Admission, RefusedError
 from .backends import Backend, BackendSet, Route
 from .config_model import LoadBalancingConfig
-from .delivery import BackendDelivery
+from .delivery import BackendDelivery, Progress
 from .ejection import Ejector, grpc_probe
 from .memory import MemoryBudget
 from .queue import Batch
@@ -104,6 +105,10 @@ class LoadBalancer:
         return self._backends.route is not None
 
     @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
     def orphans(self) -> int:
         return self._rerouter.orphans
 
@@ -143,8 +148,15 @@ class LoadBalancer:
             return None, splitter.split(data, _validate_only)
         return route, splitter.split(data, route.ring.lookup)
 
-    async def consume(self, signal: str, data: bytes, route: Route | None, split: Split) -> None:
-        """Deliver an accepted request, or raise :class:`RefusedError` (nothing kept)."""
+    async def consume(
+        self, signal: str, data: bytes, route: Route | None, split: Split, deadline: float | None = None
+    ) -> None:
+        """Deliver an accepted request, or raise :class:`RefusedError` (nothing kept).
+
+        ``deadline`` is the client's (``time.monotonic()``), if it sent one: nothing is
+        attempted on its behalf after it. Cancelling this call (the client went away)
+        stops the exports of a request that is not queued.
+        """
         if self._stopping:
             raise RefusedError("shutting_down", "the data plane is shutting down")
         if split.items == 0:
@@ -159,17 +171,25 @@ class LoadBalancer:
             return
         if route is None and not self.cfg.retry_on_failure.enabled:
             raise RefusedError("no_backends", "no backends are available")
-        failures = await self._requests.deliver(Batch(signal, data, split.items), route, split)
+        progress = Progress()
+        try:
+            failures = await self._requests.deliver(Batch(signal, data, split.items), route, split, deadline, progress)
+        except asyncio.CancelledError:
+            if progress.delivered:
+                self.telemetry.record_at_least_once(
+                    signal, "partial_delivery", progress.delivered, "the client gave up after some parts were delivered"
+                )
+            raise
         if failures:
             retryable = all(f.retryable for f in failures)
             first = failures[0]
             reason = first.code if first.code in ("queue_full", "no_backends", "memory_limit") else "export_failed"
-            raise RefusedError(
-                reason,
-                "; ".join(sorted({f.message for f in failures})),
-                retryable=retryable,
-                code="UNAVAILABLE" if retryable else first.code,
-            )
+            message = "; ".join(sorted({f.message for f in failures}))
+            if retryable and progress.delivered:
+                self.telemetry.record_at_least_once(
+                    signal, "partial_delivery", progress.delivered, f"the client is told to retry: {message}"
+                )
+            raise RefusedError(reason, message, retryable=retryable, code="UNAVAILABLE" if retryable else first.code)
 
     # ----------------------------------------------------------------- shutdown -----
     async def shutdown(self, drain_timeout: float) -> None:

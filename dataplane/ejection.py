@@ -30,7 +30,7 @@ their reason and age.
 Delivery: an export that timed out may have been processed by the hung backend
 anyway; when it is re-routed, its items can arrive twice. That is the one
 duplicate ejection can cause; it is counted in
-``ringleader_items_possibly_duplicated_total{reason="timeout_resent"}`` (see
+``ringleader_items_at_least_once_total{reason="unknown_outcome"}`` (see
 docs/operations.md). ``ejection.enabled: false`` turns all of this off.
 """
 

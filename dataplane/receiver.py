@@ -18,6 +18,15 @@ unsupported content type / encoding          --                   415
 Each refusal is counted in ``ringleader_items_refused_total{reason}`` (and
 ``ringleader_requests_refused_total``) and logged at debug level; the process
 keeps serving.
+
+When the client gives up, the work on its request stops: a gRPC client's
+deadline (``grpc-timeout``) bounds every export made on its behalf and grpcio
+cancels the handler when it passes; an HTTP client that disconnects cancels its
+handler. Such requests are counted as refused with reason ``deadline_exceeded``
+or ``client_cancelled``. A request that was admitted but whose client was gone
+before the answer reached it is counted in
+``ringleader_items_at_least_once_total{reason="late_answer"}``: the client
+will probably send it again.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 import zlib
 from typing import Any
 
@@ -71,11 +81,25 @@ class Intake:
             for t in ("grpc", "http")
         }
 
-    async def accept(self, signal: str, data: bytes, transport: str) -> None:
-        """Route one request or raise :class:`_Refusal` (already counted)."""
+    async def accept(self, signal: str, data: bytes, transport: str, deadline: float | None = None) -> int:
+        """Route one request or raise :class:`_Refusal` (already counted); the items taken.
+
+        ``deadline``: the client's, as ``time.monotonic()``. If the client gives up
+        meanwhile (this call is cancelled), the refusal is counted and the
+        cancellation goes on.
+        """
         try:
-            await self._accept(signal, data, transport)
-        except (_Refusal, asyncio.CancelledError):
+            return await self._accept(signal, data, transport, deadline)
+        except _Refusal:
+            raise
+        except asyncio.CancelledError:
+            if self.balancer.stopping:
+                reason = "shutting_down"
+            elif deadline is not None and time.monotonic() >= deadline - 0.05:
+                reason = "deadline_exceeded"
+            else:
+                reason = "client_cancelled"
+            self._refuse(signal, reason, count_items(signal, data), f"the {transport} client gave up")
             raise
         except Exception as exc:
             # A bug must not look like success or vanish: the client gets INTERNAL (not retried
@@ -84,7 +108,13 @@ class Intake:
             self._refuse(signal, "internal_error", count_items(signal, data), repr(exc))
             raise _Refusal("internal_error", grpc.StatusCode.INTERNAL, 500, f"internal error: {exc!r}") from None
 
-    async def _accept(self, signal: str, data: bytes, transport: str) -> None:
+    def answer_too_late(self, signal: str, items: int, transport: str) -> None:
+        """The request was admitted but its client was gone before the answer: it will likely resend."""
+        self.telemetry.record_at_least_once(
+            signal, "late_answer", items, f"admitted, but the {transport} client had given up before the answer"
+        )
+
+    async def _accept(self, signal: str, data: bytes, transport: str, deadline: float | None) -> int:
         if signal not in self.signals:
             self._refuse(
                 signal, "signal_disabled", count_items(signal, data), f"{signal} are not enabled in this data plane"
@@ -102,7 +132,7 @@ class Intake:
             key = self.balancer.splitters[signal].key
             self.telemetry.items_missing_key.labels(signal=signal, key=key).inc(split.missing_keys)
         try:
-            await self.balancer.consume(signal, data, route, split)
+            await self.balancer.consume(signal, data, route, split, deadline)
         except RefusedError as exc:
             self._refuse(signal, exc.reason, split.items, str(exc))
             if exc.retryable:
@@ -112,6 +142,7 @@ class Intake:
                 exc.reason, code, 400 if code == grpc.StatusCode.INVALID_ARGUMENT else 500, str(exc)
             ) from None
         self._received[(signal, transport)].inc(split.items)
+        return split.items
 
     def hold(self, signal: str, nbytes: int, data: bytes | None = None) -> None:
         """Charge a request being received to the memory budget, or refuse it (``memory_limit``).
@@ -184,11 +215,15 @@ class GRPCReceiver:
             try:
                 if len(request) > limit:
                     raise intake.refuse_too_large(signal, len(request), limit)
+                remaining = context.time_remaining()
+                deadline = None if remaining is None else time.monotonic() + remaining
                 intake.hold(signal, len(request), request)
                 try:
-                    await intake.accept(signal, request, "grpc")
+                    items = await intake.accept(signal, request, "grpc", deadline)
                 finally:
                     intake.let_go(len(request))
+                if deadline is not None and time.monotonic() >= deadline:
+                    intake.answer_too_late(signal, items, "grpc")
             except _Refusal as refusal:
                 await context.abort(refusal.code, str(refusal))
             return b""  # an empty Export*ServiceResponse: full success
@@ -295,7 +330,11 @@ class HTTPReceiver:
         # aiohttp would inflate gzip/deflate bodies itself and _decompress would then fail on the
         # plain bytes (400 for every compressed request): leave it to _decompress, which is bounded
         # by the size limit and answers 415 for encodings it does not know.
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
+        # handler_cancellation: a client that disconnects cancels its handler, and with it the exports
+        # made on its behalf (without a sending queue) or its wait for room (block_on_overflow).
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, auto_decompress=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
@@ -368,7 +407,9 @@ class HTTPReceiver:
             if needed > held[0]:
                 self._intake.hold(signal, needed - held[0])
                 held[0] = needed
-            await self._intake.accept(signal, data, "http")
+            items = await self._intake.accept(signal, data, "http")
+            if request.transport is None or request.transport.is_closing():
+                self._intake.answer_too_late(signal, items, "http")
         except _Refusal as refusal:
             return self._refusal_response(refusal, as_json)
         if as_json:

@@ -19,6 +19,10 @@ Ringleader's additions are prefixed ``ringleader_``:
   ``ringleader_items_failed_total{endpoint,signal,reason}``: final outcome per
   backend. A *failed* item is data lost after it was accepted; each one is also
   logged with its reason.
+- ``ringleader_items_at_least_once_total{signal,reason}``: items that may reach
+  a backend more than once, in the cases the delivery contract names
+  (``unknown_outcome``, ``partial_delivery``, ``late_answer``; see
+  docs/operations.md).
 - ``ringleader_items_rerouted_total{signal}``: queued items moved to a new owner
   because their backend left the ring.
 - ``ringleader_items_missing_key_total{signal,key}``: items routed by a fallback
@@ -132,6 +136,12 @@ class Telemetry:
             ["endpoint", "signal", "reason"],
             registry=r,
         )
+        self.items_at_least_once = Counter(
+            "ringleader_items_at_least_once",
+            "Items that may reach a backend more than once, by reason (the delivery contract's cases).",
+            ["signal", "reason"],
+            registry=r,
+        )
         self.items_rerouted = Counter(
             "ringleader_items_rerouted",
             "Queued items re-routed because their backend left the ring.",
@@ -189,12 +199,6 @@ class Telemetry:
             "ringleader_backend_ejections_skipped",
             "Ejections not done because max_ejected_percent (or the last backend) forbade them.",
             ["endpoint"],
-            registry=r,
-        )
-        self.items_possibly_duplicated = Counter(
-            "ringleader_items_possibly_duplicated",
-            "Items sent again after an attempt whose outcome is unknown (at-least-once cases).",
-            ["signal", "reason"],
             registry=r,
         )
         self.memory_buffered = Gauge(
@@ -283,6 +287,15 @@ class Telemetry:
             ("failed", endpoint, signal, reason),
             items,
             f"dropped {{items}} {signal} item(s) in {{requests}} batch(es) for {endpoint}: {reason}: {detail}",
+        )
+
+    def record_at_least_once(self, signal: str, reason: str, items: int, detail: str = "") -> None:
+        """Count items that may be delivered twice (a documented at-least-once case) and log it."""
+        self.items_at_least_once.labels(signal=signal, reason=reason).inc(items)
+        self._log_limited(
+            ("at_least_once", signal, reason),
+            items,
+            f"{{items}} {signal} item(s) in {{requests}} request(s) may reach a backend twice: {reason}: {detail}",
         )
 
     def _log_limited(self, key: tuple[str, ...], items: int, template: str) -> None:
