@@ -20,6 +20,7 @@ import signal
 from .admin import AdminServer
 from .balancer import LoadBalancer
 from .config_model import Config
+from .health import HealthServer
 from .memory import MemoryBudget, default_limit
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
@@ -43,6 +44,7 @@ class DataPlane:
         self.grpc: GRPCReceiver | None = None
         self.http: HTTPReceiver | None = None
         self.admin: AdminServer | None = None
+        self.health: HealthServer | None = None
         self._listening = False
         self._stop = asyncio.Event()
 
@@ -52,6 +54,9 @@ class DataPlane:
                 self.cfg.telemetry.endpoint, self.telemetry, self.balancer, self.resolver, lambda: self._listening
             )
             await self.admin.start()
+        if self.cfg.health_check is not None:
+            self.health = HealthServer(self.cfg.health_check, lambda: self._listening)
+            await self.health.start()
         self.balancer.start()
         await self.resolver.start(self.balancer.update_endpoints)
         await self.balancer.wait_for_updates()
@@ -103,4 +108,7 @@ class DataPlane:
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await self.admin.stop()
+        if self.health is not None:
+            with contextlib.suppress(Exception):
+                await self.health.stop()
         log.info("stopped")

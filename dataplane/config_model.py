@@ -194,6 +194,14 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class HealthCheckConfig:
+    """A collector's ``health_check`` extension, served as the collector serves it."""
+
+    endpoint: str = "localhost:13133"
+    path: str = "/"  # "/" answers on every path, like Go's ServeMux
+
+
+@dataclass(frozen=True)
 class ShutdownConfig:
     drain_timeout: float = 30.0
 
@@ -215,3 +223,5 @@ class Config:
     signals: tuple[str, ...] = SIGNALS
     """Signals the data plane accepts: from service.pipelines when given, else every signal
     the routing key supports."""
+    health_check: HealthCheckConfig | None = None
+    """From a collector's ``health_check`` extension, when service.extensions enables it."""
