@@ -164,7 +164,7 @@ def test_a_hung_backend_is_ejected_the_others_keep_receiving_and_nothing_accepte
         print(
             f"\n{reason}: produced={len(produced)} refused_to_sdk={len(load.refused_spans)} "
             f"received={sum(counts.values())} "
-            f"duplicated={duplicated} possibly_duplicated_counted={possibly:.0f} "
+            f"duplicated={duplicated} at_least_once_counted={possibly:.0f} "
             f"refused_by_dataplane={dp.metric('ringleader_items_refused_total'):.0f} per_backend={per_phase}\n{line}"
         )
         assert not load.refused_spans, f"the SDK gave up on {len(load.refused_spans)} spans"
