@@ -94,7 +94,7 @@ class BackendDelivery:
                 try:
                     result = await backend.client.export(batch.signal, batch.payload, batch.items)
                 except ExportError as exc:
-                    self._failed(backend)
+                    self._failed(backend, exc)
                     if backend.retiring.is_set():
                         self.count_resend(batch, exc.code, f"{backend.endpoint} left: re-routed after {exc}")
                         self._reroute([batch])
@@ -124,8 +124,10 @@ class BackendDelivery:
         if self.ejector is not None:
             self.ejector.export_succeeded(backend.endpoint)
 
-    def _failed(self, backend: Backend) -> None:
-        if self.ejector is not None:
+    def _failed(self, backend: Backend, exc: ExportError) -> None:
+        # A permanent error is an answer about the data (the backend works); only failures that
+        # retrying could cure say something about the backend's health.
+        if self.ejector is not None and exc.retryable:
             self.ejector.export_failed(backend.endpoint)
 
     async def export_direct(
@@ -140,7 +142,7 @@ class BackendDelivery:
             try:
                 result = await backend.client.export(batch.signal, batch.payload, batch.items, deadline)
             except ExportError as exc:
-                self._failed(backend)
+                self._failed(backend, exc)
                 if not exc.retryable:
                     return PartFailure(batch, False, exc.code, f"{backend.endpoint}: {exc}")
                 delay = _honour_retry_info(next(delays, None), exc)

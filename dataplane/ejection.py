@@ -7,7 +7,9 @@ for good with a static resolver. :class:`Ejector` watches what the data path
 already sees and takes such a backend out:
 
 - it *ejects* a backend that has made no progress (no successful export) for
-  ``window`` while either its last ``consecutive_failures`` exports failed, or
+  ``window`` while either its last ``consecutive_failures`` exports failed
+  (with a retryable error: unavailable, timed out, ...; a permanent error is an
+  answer about the data, not about the backend), or
   its queue is full and refusing data. A slow backend that still delivers is
   never ejected (its full queue is ordinary back-pressure), nor is one that
   failed only briefly (a restarting pod), nor one that merely receives nothing;
