@@ -16,8 +16,9 @@ already sees and takes such a backend out:
 - an ejected backend leaves the ring like a backend the resolver dropped: its
   queued batches are re-routed to the new owners and its in-flight exports are
   re-routed when they fail or time out (:mod:`dataplane.rerouting`);
-- after ``cooldown`` it is *probed*: an empty export request (a valid OTLP
-  request with no data, which a collector answers with OK) every
+- after ``cooldown`` it is *probed*: an empty trace export request (a valid
+  OTLP request with no data, which a collector answers with OK; any answer
+  counts, UNIMPLEMENTED included, only none does not) every
   ``probe_interval``, each bounded by ``probe_timeout``. The first probe that
   succeeds puts it back in the ring, and its traces go back to it;
 - at most ``max_ejected_percent`` of the resolved backends are ejected at once,
@@ -59,6 +60,9 @@ Probe = Callable[[str, float], Awaitable[bool]]
 """Asks ``endpoint`` whether it answers, within a timeout; True when it does."""
 
 
+_NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+
+
 def grpc_probe(cfg: OTLPExporterConfig) -> Probe:
     """A probe that sends an empty trace export request on a fresh channel (TLS etc. as configured)."""
 
@@ -70,8 +74,10 @@ def grpc_probe(cfg: OTLPExporterConfig) -> Probe:
             await call(b"", timeout=timeout, metadata=metadata)
             return True
         except grpc.aio.AioRpcError as exc:
+            # Any answer proves the backend serves again (UNIMPLEMENTED: a collector without a traces
+            # pipeline); only no answer at all keeps it out.
             log.debug("probe of %s: %s", endpoint, exc.code().name)
-            return False
+            return exc.code() not in _NO_ANSWER
         finally:
             await channel.close(grace=None)
 

@@ -150,3 +150,14 @@ def test_an_ejected_backend_returns_when_a_real_probe_is_answered(tmp_path: Path
         assert any(sig == "traces" and payload == b"" for sig, payload in sink.records()), "no probe reached it"
     finally:
         sink.stop()
+
+
+def test_any_answer_is_a_live_backend_and_no_answer_is_not(tmp_path: Path) -> None:
+    # A tier-2 collector without a traces pipeline answers the probe UNIMPLEMENTED: it serves.
+    refusing = SinkProcess(tmp_path, "refusing", "--reject-all", "UNIMPLEMENTED").start()
+    probe = grpc_probe(OTLPExporterConfig(tls=TLSConfig(insecure=True)))
+    try:
+        assert asyncio.run(probe(refusing.endpoint, 5.0)) is True
+        assert asyncio.run(probe(f"127.0.0.1:{free_port()}", 5.0)) is False
+    finally:
+        refusing.stop()
