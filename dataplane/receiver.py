@@ -10,6 +10,7 @@ outcome                                      gRPC                 HTTP
 accepted                                     OK                   200
 malformed protobuf / JSON, bad trace ID      INVALID_ARGUMENT     400
 larger than the configured limit             RESOURCE_EXHAUSTED   413
+one item larger than the export size limit   RESOURCE_EXHAUSTED   413
 queue full, no backends, export failed       UNAVAILABLE          503 + Retry-After
 signal not enabled in the config             UNIMPLEMENTED        404
 unsupported content type / encoding          --                   415
@@ -93,13 +94,14 @@ class Intake:
         except _Refusal:
             raise
         except asyncio.CancelledError:
+            detail = f"the {transport} client gave up"
             if self.balancer.stopping:
-                reason = "shutting_down"
+                reason, detail = "shutting_down", "still in flight when the shutdown grace ended"
             elif deadline is not None and time.monotonic() >= deadline - 0.05:
                 reason = "deadline_exceeded"
             else:
                 reason = "client_cancelled"
-            self._refuse(signal, reason, count_items(signal, data), f"the {transport} client gave up")
+            self._refuse(signal, reason, count_items(signal, data), detail)
             raise
         except Exception as exc:
             # A bug must not look like success or vanish: the client gets INTERNAL (not retried
@@ -138,9 +140,8 @@ class Intake:
             if exc.retryable:
                 raise _Refusal(exc.reason, grpc.StatusCode.UNAVAILABLE, 503, str(exc)) from None
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
-            raise _Refusal(
-                exc.reason, code, 400 if code == grpc.StatusCode.INVALID_ARGUMENT else 500, str(exc)
-            ) from None
+            http = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 413}.get(code, 500)
+            raise _Refusal(exc.reason, code, http, str(exc)) from None
         self._received[(signal, transport)].inc(split.items)
         return split.items
 
@@ -281,9 +282,10 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 class HTTPReceiver:
     """OTLP/HTTP: POST /v1/traces, /v1/logs, /v1/metrics with protobuf or JSON bodies."""
 
-    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig) -> None:
+    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig, shutdown_timeout: float = 60.0) -> None:
         self._intake = intake
         self._cfg = cfg
+        self._shutdown_timeout = shutdown_timeout
         self.app = web.Application(client_max_size=cfg.max_request_body_size)
         for path in HTTP_PATHS:
             self.app.router.add_post(path, self._handle)
@@ -297,8 +299,14 @@ class HTTPReceiver:
         # by the size limit and answers 415 for encodings it does not know.
         # handler_cancellation: a client that disconnects cancels its handler, and with it the exports
         # made on its behalf (without a sending queue) or its wait for room (block_on_overflow).
+        # shutdown_timeout: how long stop() lets in-flight requests finish before cancelling them.
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, auto_decompress=False, handler_cancellation=True
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            handler_cancellation=True,
+            shutdown_timeout=self._shutdown_timeout,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
@@ -308,6 +316,7 @@ class HTTPReceiver:
         self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
+        """Stop listening; in-flight requests get up to ``shutdown_timeout``, then are cancelled."""
         if self._runner is not None:
             await self._runner.cleanup()
 
