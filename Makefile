@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins venv clean
+.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins otelcol-bins venv clean
 
 all: test
 
@@ -43,13 +43,18 @@ system-deps:
 k8s-bins: system-deps
 	bash e2e/build_k8s.sh
 
+# The upstream OpenTelemetry Collector (v0.161, loadbalancing exporter included) and telemetrygen, built
+# once from Go modules and cached like k8s-bins: the side-by-side tests compare Ringleader against them.
+otelcol-bins: system-deps
+	bash e2e/build_otelcol.sh
+
 lint: venv
 	$(BIN)/ruff check .
 
 typecheck: venv
 	$(BIN)/mypy
 
-test: venv system-deps lint typecheck k8s-bins
+test: venv system-deps lint typecheck k8s-bins otelcol-bins
 	$(BIN)/python -m pytest
 
 unit: venv

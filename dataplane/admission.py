@@ -18,6 +18,12 @@ backend, and parts over the export size limit are cut into several requests
   part on its own: a slow backend's part times out alone, and the parts other
   backends accepted are done with (never sent again by a retry).
 
+Both ways the parts must also fit the process's memory budget
+(:mod:`dataplane.memory`), or the request is refused whole with
+``memory_limit``. A backend whose full queue refuses a request is reported to
+the :class:`~dataplane.ejection.Ejector`: if it also makes no progress, it is
+ejected, so that one hung backend cannot stop all intake.
+
 :class:`RefusedError` is what the receivers turn into a status for the client.
 """
 
@@ -30,6 +36,8 @@ from dataclasses import dataclass
 
 from .backends import Backend, Route
 from .delivery import BackendDelivery, PartFailure, Progress
+from .ejection import Ejector
+from .memory import MemoryBudget
 from .queue import Batch, SendingQueue
 from .routing import Split
 from .size_limit import SizeLimit
@@ -62,12 +70,16 @@ class Admission:
         delivery: BackendDelivery,
         queued: bool,
         size_limit: SizeLimit,
+        budget: MemoryBudget | None = None,
+        ejector: Ejector | None = None,
         block_on_overflow: bool = False,
         stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._delivery = delivery
         self._queued = queued
         self._size_limit = size_limit
+        self._budget = budget or MemoryBudget.unlimited()
+        self._ejector = ejector
         self._block = block_on_overflow
         self._stopping = stopping
 
@@ -90,30 +102,49 @@ class Admission:
         parts = [
             (route.backends[idx], fit(Batch(signal, payload, items))) for idx, (payload, items) in split.parts.items()
         ]
+        nbytes = sum(len(chunk.payload) for _, chunks in parts for chunk in chunks)
         if self._queued:
-            refused = await self._room_for(parts, deadline)
+            refused = await self._room_for(parts, nbytes, deadline)
             if refused is not None:
                 return [refused.failure(whole)]
             for backend, chunks in parts:
                 assert backend.queue is not None
                 for chunk in chunks:
-                    backend.queue.put(chunk)
+                    backend.queue.put(chunk)  # charges the budget
             return []
-        results = await asyncio.gather(
-            *(
-                self._export_part(backend, chunk, timeout, deadline, progress)
-                for backend, chunks in parts
-                for chunk in chunks
+        if not self._budget.try_charge(nbytes):
+            return [self._over_budget(whole, nbytes)]
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._export_part(backend, chunk, timeout, deadline, progress)
+                    for backend, chunks in parts
+                    for chunk in chunks
+                )
             )
-        )
+        finally:
+            self._budget.release(nbytes)
         return [f for f in results if f is not None]
 
-    async def _room_for(self, parts: list[tuple[Backend, list[Batch]]], deadline: float | None) -> _NoRoom | None:
+    def _over_budget(self, whole: Batch, nbytes: int) -> PartFailure:
+        return PartFailure(whole, True, "memory_limit", self._over_budget_message(nbytes))
+
+    def _over_budget_message(self, nbytes: int) -> str:
+        budget = self._budget
+        return (
+            f"memory budget exhausted ({budget.used >> 20} of {budget.data_limit >> 20} MiB of buffered data in use, "
+            f"{nbytes} more bytes needed)"
+        )
+
+    async def _room_for(
+        self, parts: list[tuple[Backend, list[Batch]]], nbytes: int, deadline: float | None
+    ) -> _NoRoom | None:
         """None once every destination queue has room for its chunks; else why not.
 
         Without ``block_on_overflow`` this answers at once. With it, it waits for the
         first full queue to free room and checks all of them again, until they all fit,
         the client's deadline passes, a destination leaves the ring or shutdown starts.
+        The memory budget is not waited for: over it, the request is refused at once.
         """
         while True:
             full = None
@@ -124,7 +155,11 @@ class Admission:
                     full = backend
                     break
             if full is None:
+                if not self._budget.has_room(nbytes):
+                    return _NoRoom("memory_limit", self._over_budget_message(nbytes))
                 return None
+            if self._ejector is not None:
+                self._ejector.queue_full(full.endpoint)
             message = f"sending queue of {full.endpoint} is full"
             if not self._block or self._stopping():
                 return _NoRoom("queue_full", message)

@@ -24,6 +24,8 @@ import time
 from .admin import AdminServer
 from .balancer import LoadBalancer
 from .config_model import Config
+from .health import HealthServer
+from .memory import MemoryBudget, default_limit
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
 from .telemetry import LOG_INTERVAL, Telemetry
@@ -37,12 +39,16 @@ class DataPlane:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.telemetry = Telemetry()
-        self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry)
+        self.budget = MemoryBudget.for_process(cfg.memory.limit or default_limit())
+        self.telemetry.memory_data_limit.set(self.budget.data_limit)
+        self.telemetry.memory_buffered.set_function(lambda: self.budget.used)
+        self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry, self.budget)
         self.resolver = build_resolver(cfg.exporter.resolver, self.telemetry)
         self.intake = Intake(self.balancer, self.telemetry, cfg.signals)
         self.grpc: GRPCReceiver | None = None
         self.http: HTTPReceiver | None = None
         self.admin: AdminServer | None = None
+        self.health: HealthServer | None = None
         self._listening = False
         self._stop = asyncio.Event()
 
@@ -52,6 +58,9 @@ class DataPlane:
                 self.cfg.telemetry.endpoint, self.telemetry, self.balancer, self.resolver, lambda: self._listening
             )
             await self.admin.start()
+        if self.cfg.health_check is not None:
+            self.health = HealthServer(self.cfg.health_check, lambda: self._listening)
+            await self.health.start()
         self.balancer.start()
         await self.resolver.start(self.balancer.update_endpoints)
         await self.balancer.wait_for_updates()
@@ -113,4 +122,7 @@ class DataPlane:
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await self.admin.stop()
+        if self.health is not None:
+            with contextlib.suppress(Exception):
+                await self.health.stop()
         log.info("stopped")

@@ -32,6 +32,8 @@ from .admission import Admission, RefusedError, wait_for_room
 from .backends import Backend, BackendSet, Route
 from .config_model import LoadBalancingConfig
 from .delivery import BackendDelivery, Progress
+from .ejection import Ejector, grpc_probe
+from .memory import MemoryBudget
 from .queue import Batch, SendingQueue
 from .request_retry import RequestRetry
 from .rerouting import Rerouter
@@ -46,31 +48,56 @@ __all__ = ["LoadBalancer", "RefusedError", "Route"]
 class LoadBalancer:
     """Routes accepted requests to backends; see the module documentation."""
 
-    def __init__(self, cfg: LoadBalancingConfig, signals: Sequence[str], telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        cfg: LoadBalancingConfig,
+        signals: Sequence[str],
+        telemetry: Telemetry,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self.cfg = cfg
         self.telemetry = telemetry
+        self.budget = budget or MemoryBudget.unlimited()
         self.splitters: dict[str, Splitter] = {
             s: make_splitter(s, cfg.routing_key_for(s), cfg.routing_attributes) for s in signals
         }
         self._stopping = False
         self._tasks = Background()
+        self.ejector = Ejector(cfg.ejection, telemetry, grpc_probe(cfg.protocol), lambda: self._backends.reapply())
         self._delivery = BackendDelivery(
-            cfg.protocol.retry_on_failure, telemetry, self._reroute, lambda: self._stopping
+            cfg.protocol.retry_on_failure, telemetry, self._reroute, lambda: self._stopping, self.ejector
         )
         self._backends = BackendSet(
-            cfg, telemetry, self._delivery.consume, self._reroute, self._adopt_orphans, self._tasks
+            cfg,
+            telemetry,
+            self._delivery.consume,
+            self._reroute,
+            self._adopt_orphans,
+            self._tasks,
+            self.budget,
+            self.ejector,
         )
-        self._rerouter = Rerouter(self.splitters, telemetry, lambda: self._backends.route, self._send_direct)
+        self._rerouter = Rerouter(
+            self.splitters, telemetry, lambda: self._backends.route, self._send_direct, self.budget
+        )
         self._size_limit = SizeLimit(cfg.protocol.max_request_size)
         self._admission = Admission(
             self._delivery,
             cfg.protocol.sending_queue.enabled,
             self._size_limit,
+            self.budget,
+            self.ejector,
             block_on_overflow=cfg.protocol.sending_queue.block_on_overflow,
             stopping=lambda: self._stopping,
         )
         self._requests = RequestRetry(
-            cfg, self.splitters, telemetry, self._admission, lambda: self._backends.route, lambda: self._stopping
+            cfg,
+            self.splitters,
+            telemetry,
+            self._admission,
+            lambda: self._backends.route,
+            lambda: self._stopping,
+            self.budget,
         )
 
     # ------------------------------------------------------------------ state -----
@@ -112,7 +139,13 @@ class LoadBalancer:
         self._rerouter.adopt_orphans()
 
     def _send_direct(self, backend: Backend, batch: Batch) -> None:
-        self._tasks.spawn(self._delivery.consume(backend, batch))
+        async def send() -> None:
+            try:
+                await self._delivery.consume(backend, batch)
+            finally:
+                self.budget.release(len(batch.payload))  # charged by the rerouter
+
+        self._tasks.spawn(send())
 
     # --------------------------------------------------------------- data path -----
     def split(self, signal: str, data: bytes) -> tuple[Route | None, Split]:
@@ -150,6 +183,8 @@ class LoadBalancer:
                     raise RefusedError("queue_full", "the load balancer's sending queue is full")
                 if not await wait_for_room(queue, deadline):
                     raise RefusedError("deadline_exceeded", "the load balancer's sending queue stayed full")
+            if not self.budget.has_room(len(data)):
+                raise RefusedError("memory_limit", "the memory budget is exhausted")
             queue.put(Batch(signal, data, split.items))
             return
         if route is None and not self.cfg.retry_on_failure.enabled:
@@ -166,7 +201,8 @@ class LoadBalancer:
         if failures:
             retryable = all(f.retryable for f in failures)
             first = failures[0]
-            reason = first.code if first.code in ("queue_full", "no_backends", "deadline_exceeded") else "export_failed"
+            refusals = ("queue_full", "no_backends", "deadline_exceeded", "memory_limit")
+            reason = first.code if first.code in refusals else "export_failed"
             message = "; ".join(sorted({f.message for f in failures}))
             if retryable and progress.delivered:
                 self.telemetry.record_at_least_once(
@@ -188,6 +224,7 @@ class LoadBalancer:
     async def shutdown(self, drain_timeout: float) -> None:
         """Stop accepting, flush every queue within ``drain_timeout``, count what is left."""
         self.stop_accepting()
+        await self.ejector.close()
         backends = self._backends.backends
         queues = self._queues()
         await shutdown.drain(

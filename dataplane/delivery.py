@@ -20,6 +20,10 @@ An attempt that ends without a definite answer (``DEADLINE_EXCEEDED``,
 ``CANCELLED``: the backend may have processed the request and its answer was
 lost) and is then sent again, here or after re-routing, is counted in
 ``ringleader_items_at_least_once_total{reason="unknown_outcome"}``.
+
+Every outcome is also reported to the :class:`~dataplane.ejection.Ejector`, which
+ejects a backend that keeps failing (its in-flight parts are then re-routed, the
+unknown-outcome case above).
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from dataclasses import dataclass
 from .backends import Backend
 from .backoff import backoff_for
 from .config_model import RetryConfig
+from .ejection import Ejector
 from .exporter import ExportError
 from .queue import Batch
 from .telemetry import Telemetry
 
 log = logging.getLogger("ringleader.delivery")
-
 
 UNKNOWN_OUTCOME = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
 """Failure codes after which the backend may still have processed the request."""
@@ -71,7 +75,9 @@ class BackendDelivery:
         telemetry: Telemetry,
         reroute: Callable[[list[Batch]], None],
         stopping: Callable[[], bool],
+        ejector: Ejector | None = None,
     ) -> None:
+        self.ejector = ejector
         self._retry = retry
         self._telemetry = telemetry
         self._reroute = reroute
@@ -88,6 +94,7 @@ class BackendDelivery:
                 try:
                     result = await backend.client.export(batch.signal, batch.payload, batch.items)
                 except ExportError as exc:
+                    self._failed(backend)
                     if backend.retiring.is_set():
                         self.count_resend(batch, exc.code, f"{backend.endpoint} left: re-routed after {exc}")
                         self._reroute([batch])
@@ -106,11 +113,20 @@ class BackendDelivery:
                         await asyncio.wait_for(backend.retiring.wait(), delay)
                     self.count_resend(batch, exc.code, f"{backend.endpoint}: sent again after {exc}")
                     continue
+                self._succeeded(backend)
                 self.record_result(backend, batch, result.accepted, result.rejected, result.message)
                 return
         except asyncio.CancelledError:
             self._telemetry.record_failed(backend.endpoint, batch.signal, "shutdown", batch.items, "drain deadline")
             raise
+
+    def _succeeded(self, backend: Backend) -> None:
+        if self.ejector is not None:
+            self.ejector.export_succeeded(backend.endpoint)
+
+    def _failed(self, backend: Backend) -> None:
+        if self.ejector is not None:
+            self.ejector.export_failed(backend.endpoint)
 
     async def export_direct(
         self, backend: Backend, batch: Batch, deadline: float | None = None, progress: Progress | None = None
@@ -124,6 +140,7 @@ class BackendDelivery:
             try:
                 result = await backend.client.export(batch.signal, batch.payload, batch.items, deadline)
             except ExportError as exc:
+                self._failed(backend)
                 if not exc.retryable:
                     return PartFailure(batch, False, exc.code, f"{backend.endpoint}: {exc}")
                 delay = _honour_retry_info(next(delays, None), exc)
@@ -137,6 +154,7 @@ class BackendDelivery:
                 await asyncio.sleep(delay)
                 self.count_resend(batch, exc.code, f"{backend.endpoint}: retried after {exc}")
                 continue
+            self._succeeded(backend)
             self.record_result(backend, batch, result.accepted, result.rejected, result.message)
             if progress is not None:
                 progress.delivered += result.accepted

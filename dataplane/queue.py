@@ -11,7 +11,20 @@ and enqueue all parts or none. Because the data plane runs on one event loop and
 nothing awaits between the check and the puts, no other request can slip in.
 
 A batch larger than the whole queue is admitted into an empty queue, so a single
-big request cannot be refused forever.
+big request cannot be refused forever; the process's memory budget
+(:mod:`dataplane.memory`) still bounds it. Every batch in the queue, waiting or
+being sent, is charged to that budget by its payload size, and released when
+its consumer is done with it.
+
+Coalescing: a consumer takes not just the first waiting batch but every waiting
+batch of the same signal behind it, up to ``coalesce.max_size`` bytes, and sends
+them as ONE export (serialized OTLP export requests concatenate on the wire into
+one valid request holding all their resources). With ``coalesce.max_delay`` above
+zero a consumer that finds less than ``max_size`` holds the batch it took (it no
+longer occupies the queue) until enough has arrived or the batch is that old, so
+parts arriving close together share an export; no part waits longer.
+With many backends and small requests this turns N exports per request into a
+few per interval.
 
 With ``block_on_overflow`` the admission waits instead of refusing:
 :meth:`SendingQueue.room_freed` returns an event that is set the next time room
@@ -28,10 +41,12 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .config_model import QueueConfig
+from .config_model import CoalesceConfig, QueueConfig
+from .memory import MemoryBudget
 
 log = logging.getLogger("ringleader.queue")
 
@@ -57,12 +72,19 @@ class SendingQueue:
         cfg: QueueConfig,
         handler: Handler,
         on_size_change: Callable[[int, int], None] | None = None,
+        budget: MemoryBudget | None = None,
+        coalesce: CoalesceConfig | None = None,
     ) -> None:
         self.name = name
         self._cfg = cfg
         self._handler = handler
         self._on_size_change = on_size_change
+        self._budget = budget or MemoryBudget.unlimited()
+        self._coalesce = coalesce or CoalesceConfig(max_size=0, max_delay=0.0)
         self._items: collections.deque[Batch] = collections.deque()
+        self._times: collections.deque[float] = collections.deque()  # enqueue time of each batch
+        self._grew = asyncio.Event()
+        self._lingering = 0  # consumers holding a batch while they wait for more to join it
         self._queued_items = 0
         self._queued_bytes = 0
         self._in_flight = 0
@@ -87,18 +109,25 @@ class SendingQueue:
 
     def put(self, batch: Batch) -> None:
         """Enqueue without checking room: callers check :meth:`has_room` first, and
-        re-routed data is always taken (it was accepted from a client already)."""
+        re-routed data is always taken (it was accepted from a client already).
+        The batch is charged to the memory budget until its consumer is done with it."""
+        self._budget.charge(len(batch.payload))
         self._items.append(batch)
+        self._times.append(time.monotonic())
         self._queued_items += batch.items
         self._queued_bytes += len(batch.payload)
         self._idle.clear()
         self._changed()
-        self._notify()
+        self._grew.set()
+        if not self._lingering:
+            self._notify()
 
     def take_all(self) -> list[Batch]:
         """Remove and return every batch still waiting (in-flight ones stay with their consumer)."""
         taken = list(self._items)
         self._items.clear()
+        self._times.clear()
+        self._budget.release(self._queued_bytes)  # whoever takes them charges them again
         self._queued_items = 0
         self._queued_bytes = 0
         self._changed()
@@ -158,21 +187,77 @@ class SendingQueue:
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
                     raise
-            batch = self._items.popleft()
-            self._queued_items -= batch.items
-            self._queued_bytes -= len(batch.payload)
+            first, born = self._pop()
             self._in_flight += 1
             self._changed()
-            self.wake_waiters()
+            batch = first
             try:
+                if self._coalesce.max_size > len(first.payload):
+                    if self._coalesce.max_delay > 0:
+                        await self._linger(first, born)
+                    batch = self._join(first)
+                    if self._items:
+                        self._notify()  # what did not fit is for another consumer
+                    self._changed()
                 await self._handler(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the handler accounts for its own failures; never kill a consumer
                 log.exception("queue %s: unexpected error while sending a batch", self.name)
             finally:
+                self._budget.release(len(batch.payload))
                 self._in_flight -= 1
                 self._maybe_idle()
+
+    def _pop(self) -> tuple[Batch, float]:
+        batch = self._items.popleft()
+        born = self._times.popleft()
+        self._queued_items -= batch.items
+        self._queued_bytes -= len(batch.payload)
+        self.wake_waiters()  # room was freed: requests waiting for it (block_on_overflow) check again
+        return batch, born
+
+    async def _linger(self, first: Batch, born: float) -> None:
+        """Hold ``first`` (taken, so it no longer occupies the queue) until enough has arrived to fill
+        one export or it is ``max_delay`` old. Meanwhile new batches wake no other consumer."""
+        limit = self._coalesce.max_size - len(first.payload)
+        self._lingering += 1
+        try:
+            while self._queued_bytes < limit:
+                left = born + self._coalesce.max_delay - time.monotonic()
+                if left <= 0:
+                    return
+                self._grew.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._grew.wait(), left)
+        except asyncio.CancelledError:
+            # Stopped while holding it: put it back, so whoever stops the queue finds it (take_all).
+            self._items.appendleft(first)
+            self._times.appendleft(born)
+            self._queued_items += first.items
+            self._queued_bytes += len(first.payload)
+            self._budget.charge(len(first.payload))  # the consumer's finally releases it once more
+            raise
+        finally:
+            self._lingering -= 1
+
+    def _join(self, first: Batch) -> Batch:
+        """``first`` with the waiting batches of its signal concatenated behind it, up to max_size."""
+        limit = self._coalesce.max_size
+        size = len(first.payload)
+        payloads = [first.payload]
+        items = first.items
+        while self._items:
+            nxt = self._items[0]
+            if nxt.signal != first.signal or size + len(nxt.payload) > limit:
+                break
+            self._pop()
+            payloads.append(nxt.payload)
+            items += nxt.items
+            size += len(nxt.payload)
+        if len(payloads) == 1:
+            return first
+        return Batch(first.signal, b"".join(payloads), items)
 
     def _notify(self) -> None:
         # Wake one idle consumer; a consumer that is busy will find the batch when it loops.

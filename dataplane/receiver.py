@@ -37,7 +37,6 @@ import base64
 import json
 import logging
 import time
-import zlib
 from typing import Any
 
 import grpc
@@ -46,6 +45,7 @@ from google.protobuf import json_format
 
 from .balancer import LoadBalancer, RefusedError
 from .config_model import GRPCReceiverConfig, HTTPReceiverConfig
+from .decompress import BodyTooLargeError, DecompressError, UnsupportedEncodingError, decompress
 from .exporter import METHODS
 from .hostport import listen_address
 from .routing import REQUEST_TYPES, InvalidRequestError, count_items
@@ -145,6 +145,23 @@ class Intake:
         self._received[(signal, transport)].inc(split.items)
         return split.items
 
+    def hold(self, signal: str, nbytes: int, data: bytes | None = None) -> None:
+        """Charge a request being received to the memory budget, or refuse it (``memory_limit``).
+
+        Release it with :meth:`let_go` once the request is handled.
+        """
+        budget = self.balancer.budget
+        if not budget.try_charge(nbytes):
+            message = (
+                f"memory budget exhausted ({budget.used >> 20} of {budget.data_limit >> 20} MiB of buffered data "
+                "in use); retry later"
+            )
+            self._refuse(signal, "memory_limit", count_items(signal, data) if data is not None else 0, message)
+            raise _Refusal("memory_limit", grpc.StatusCode.UNAVAILABLE, 503, message)
+
+    def let_go(self, nbytes: int) -> None:
+        self.balancer.budget.release(nbytes)
+
     def refuse_too_large(self, signal: str, size: int, limit: int) -> _Refusal:
         message = f"request of {size} bytes exceeds the limit of {limit} bytes"
         self._refuse(signal, "too_large", 0, message)
@@ -156,6 +173,9 @@ class Intake:
 
 # --------------------------------------------------------------------------- gRPC -----
 
+MAX_STREAMS_PER_CONNECTION = 32
+"""Calls one client connection may have in progress (HTTP/2 MAX_CONCURRENT_STREAMS)."""
+
 
 class GRPCReceiver:
     """OTLP/gRPC: the three Export services, taking raw request bytes."""
@@ -166,11 +186,18 @@ class GRPCReceiver:
         # Let grpc accept somewhat more than the limit so that oversize requests reach us and
         # are counted; beyond this hard cap grpc itself refuses them (RESOURCE_EXHAUSTED).
         hard_cap = max(2 * cfg.max_recv_msg_size, cfg.max_recv_msg_size + (1 << 20))
+        # gRPC reads a whole message before the handler can refuse it (then it is charged to the memory
+        # budget, and refused if it does not fit). Limit the calls one connection may have in progress so
+        # that a client cannot make gRPC buffer unboundedly many; further calls wait in the client, with no
+        # error. (grpc's maximum_concurrent_rpcs would answer RESOURCE_EXHAUSTED, which OTLP clients
+        # without RetryInfo treat as permanent, and which could not be counted here.)
+        self.max_streams_per_connection = MAX_STREAMS_PER_CONNECTION
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", hard_cap),
                 ("grpc.max_send_message_length", 4 << 20),
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ]
         )
         for signal, method in METHODS.items():
@@ -191,7 +218,11 @@ class GRPCReceiver:
                     raise intake.refuse_too_large(signal, len(request), limit)
                 remaining = context.time_remaining()
                 deadline = None if remaining is None else time.monotonic() + remaining
-                items = await intake.accept(signal, request, "grpc", deadline)
+                intake.hold(signal, len(request), request)
+                try:
+                    items = await intake.accept(signal, request, "grpc", deadline)
+                finally:
+                    intake.let_go(len(request))
                 if deadline is not None and time.monotonic() >= deadline:
                     intake.answer_too_late(signal, items, "grpc")
             except _Refusal as refusal:
@@ -250,33 +281,16 @@ def _status_body(code: int, message: str, as_json: bool) -> bytes:
     return b"\x08" + encode_varint(code) + b"\x12" + encode_varint(len(text)) + text
 
 
-def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    if encoding in ("", "identity"):
-        return body
-    if encoding == "gzip":
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        decomp = zlib.decompressobj()
-    else:
-        raise _Refusal(
-            "unsupported_encoding",
-            grpc.StatusCode.INVALID_ARGUMENT,
-            415,
-            f"unsupported Content-Encoding {encoding!r} (use gzip, deflate or none)",
-        )
-    try:
-        # Bounded: a small compressed body must not expand past the limit (zip bombs).
-        out = decomp.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise MalformedError(f"cannot decompress {encoding} body: {exc}") from None
-    if len(out) > limit or decomp.unconsumed_tail:
-        raise _Refusal(
-            "too_large",
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            413,
-            f"decompressed body exceeds the limit of {limit} bytes",
-        )
-    return out
+def _decompress_refusal(exc: DecompressError) -> _Refusal:
+    if isinstance(exc, UnsupportedEncodingError):
+        return _Refusal("unsupported_encoding", grpc.StatusCode.INVALID_ARGUMENT, 415, str(exc))
+    if isinstance(exc, BodyTooLargeError):
+        return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, str(exc))
+    return _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc))
+
+
+def _refusal_body(refusal: _Refusal, as_json: bool) -> bytes:
+    return _status_body(_CODE_NUMBERS.get(refusal.code.name, 13), str(refusal), as_json)
 
 
 class HTTPReceiver:
@@ -294,9 +308,8 @@ class HTTPReceiver:
 
     async def start(self) -> None:
         host, port = listen_address(self._cfg.endpoint)
-        # aiohttp would inflate gzip/deflate bodies itself and _decompress would then fail on the
-        # plain bytes (400 for every compressed request): leave it to _decompress, which is bounded
-        # by the size limit and answers 415 for encodings it does not know.
+        # aiohttp would inflate gzip/deflate bodies itself, unbounded: leave it to
+        # dataplane.decompress, which is bounded by the size limit and knows zstd and snappy too.
         # handler_cancellation: a client that disconnects cancels its handler, and with it the exports
         # made on its behalf (without a sending queue) or its wait for room (block_on_overflow).
         # shutdown_timeout: how long stop() lets in-flight requests finish before cancelling them.
@@ -320,6 +333,16 @@ class HTTPReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    @staticmethod
+    def _refusal_response(refusal: _Refusal, as_json: bool) -> web.Response:
+        headers = {"Retry-After": "1"} if refusal.http == 503 else {}
+        return web.Response(
+            status=refusal.http,
+            body=_refusal_body(refusal, as_json),
+            content_type="application/json" if as_json else "application/x-protobuf",
+            headers=headers,
+        )
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         signal = HTTP_PATHS[request.path]
         content_type = request.content_type
@@ -336,30 +359,50 @@ class HTTPReceiver:
                 )
             if request.content_length is not None and request.content_length > limit:
                 raise self._intake.refuse_too_large(signal, request.content_length, limit)
+            # The body and what it becomes (decompressed up to the limit; JSON parsed into objects;
+            # the parts) are charged before it is read: a request that does not fit is refused unread.
+            encoded = request.headers.get("Content-Encoding", "").lower().strip() not in ("", "identity")
+            length = request.content_length
+            # (an estimate for compressed and JSON bodies, corrected once they are decoded)
+            held = [2 * limit] if length is None else [(4 if as_json or encoded else 2) * length]
+            self._intake.hold(signal, held[0])
+        except _Refusal as refusal:
+            return self._refusal_response(refusal, as_json)
+        try:
+            return await self._handle_held(request, signal, as_json, limit, held)
+        finally:
+            self._intake.let_go(held[0])
+
+    async def _handle_held(
+        self, request: web.Request, signal: str, as_json: bool, limit: int, held: list[int]
+    ) -> web.StreamResponse:
+        try:
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise self._intake.refuse_too_large(signal, limit + 1, limit) from None
             try:
-                body = _decompress(body, request.headers.get("Content-Encoding", "").lower().strip(), limit)
+                body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
                 data = otlp_json_to_protobuf(signal, body) if as_json else body
+            except DecompressError as exc:
+                refusal = _decompress_refusal(exc)
+                self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
+                raise refusal from None
             except MalformedError as exc:
                 self._intake.telemetry.record_refused(signal, "malformed", 0, str(exc))
                 raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None
             except _Refusal as refusal:
                 self._intake.telemetry.record_refused(signal, refusal.reason, 0, str(refusal))
                 raise
+            needed = len(body) + 2 * len(data)  # the decoded body, the request and its parts
+            if needed > held[0]:
+                self._intake.hold(signal, needed - held[0])
+                held[0] = needed
             items = await self._intake.accept(signal, data, "http")
             if request.transport is None or request.transport.is_closing():
                 self._intake.answer_too_late(signal, items, "http")
         except _Refusal as refusal:
-            headers = {"Retry-After": "1"} if refusal.http == 503 else {}
-            return web.Response(
-                status=refusal.http,
-                body=_status_body(_CODE_NUMBERS.get(refusal.code.name, 13), str(refusal), as_json),
-                content_type="application/json" if as_json else "application/x-protobuf",
-                headers=headers,
-            )
+            return self._refusal_response(refusal, as_json)
         if as_json:
             return web.Response(body=b"{}", content_type="application/json")
         return web.Response(body=b"", content_type="application/x-protobuf")

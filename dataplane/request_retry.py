@@ -30,6 +30,7 @@ from .backends import Route
 from .backoff import backoff_for
 from .config_model import LoadBalancingConfig
 from .delivery import UNKNOWN_OUTCOME, PartFailure, Progress
+from .memory import MemoryBudget
 from .queue import Batch, SendingQueue
 from .routing import Split, Splitter
 from .telemetry import Telemetry
@@ -48,6 +49,7 @@ class RequestRetry:
         admission: Admission,
         route: Callable[[], Route | None],
         stopping: Callable[[], bool],
+        budget: MemoryBudget | None = None,
     ) -> None:
         self._cfg = cfg
         self._splitters = splitters
@@ -57,7 +59,7 @@ class RequestRetry:
         self._stopping = stopping
         self.queue: SendingQueue | None = None
         if cfg.sending_queue.enabled:
-            self.queue = SendingQueue("loadbalancer", cfg.sending_queue, self._deliver_queued)
+            self.queue = SendingQueue("loadbalancer", cfg.sending_queue, self._deliver_queued, budget=budget)
 
     def start(self) -> None:
         if self.queue is not None:
