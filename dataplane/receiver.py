@@ -58,7 +58,14 @@ HTTP_PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metric
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 # gRPC status codes as numbers, for google.rpc.Status bodies.
-_CODE_NUMBERS = {"INVALID_ARGUMENT": 3, "RESOURCE_EXHAUSTED": 8, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14}
+_CODE_NUMBERS = {
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "RESOURCE_EXHAUSTED": 8,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+}
 
 
 class _Refusal(Exception):
@@ -138,7 +145,10 @@ class Intake:
         except RefusedError as exc:
             self._refuse(signal, exc.reason, split.items, str(exc))
             if exc.retryable:
-                raise _Refusal(exc.reason, grpc.StatusCode.UNAVAILABLE, 503, str(exc)) from None
+                # A wait for room that ran into the client's deadline answers what the client's own timer says.
+                late = exc.reason == "deadline_exceeded"
+                status = grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.UNAVAILABLE
+                raise _Refusal(exc.reason, status, 503, str(exc)) from None
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
             http = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 413}.get(code, 500)
             raise _Refusal(exc.reason, code, http, str(exc)) from None

@@ -37,6 +37,8 @@ def test_a_full_queue_makes_the_client_wait_until_room_or_its_deadline(tmp_path:
     else:
         otlp["sending_queue"] = {"enabled": False}
         exporter["sending_queue"] = ONE_SLOT
+    # No coalescing: b must occupy the one slot on its own, not join a's export.
+    exporter["coalesce"] = {"max_size": 0}
     dp = DataPlaneProcess(tmp_path, static_config([sink.endpoint], otlp=otlp, **exporter)).start()
     requests = {name: build_request(seed=seed, spans=10) for seed, name in enumerate("abcd")}
     try:
