@@ -77,6 +77,9 @@ def test_sigterm_delivers_everything_queued_before_exiting_0(tmp_path: Path) -> 
     cfg = static_config(
         [slow.endpoint, fast.endpoint],
         otlp={"timeout": "5s", "sending_queue": {"num_consumers": 1, "queue_size": 1000}},
+        # One batch per export, so the backlog takes several 0.4 s exports to drain (coalescing would send it
+        # as one and the process could be gone before the test has looked at it draining).
+        coalesce={"max_size": 0},
     )
     cfg["shutdown"] = {"drain_timeout": "60s"}
     dp = DataPlaneProcess(tmp_path, cfg).start()
