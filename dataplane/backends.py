@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,9 @@ class Backend:
                 size.set(batches)
                 items.set(queued)
 
+            if coalesce is not None and coalesce.max_size > cfg.max_request_size:
+                # A coalesced export must stay within what the backend accepts.
+                coalesce = dataclasses.replace(coalesce, max_size=cfg.max_request_size)
             self.queue = SendingQueue(
                 endpoint, cfg.sending_queue, lambda b: consume(self, b), on_size, budget=budget, coalesce=coalesce
             )

@@ -28,16 +28,17 @@ import asyncio
 from collections.abc import Sequence
 
 from . import shutdown
-from .admission import Admission, RefusedError
+from .admission import Admission, RefusedError, wait_for_room
 from .backends import Backend, BackendSet, Route
 from .config_model import LoadBalancingConfig
 from .delivery import BackendDelivery, Progress
 from .ejection import Ejector, grpc_probe
 from .memory import MemoryBudget
-from .queue import Batch
+from .queue import Batch, SendingQueue
 from .request_retry import RequestRetry
 from .rerouting import Rerouter
 from .routing import Split, Splitter, make_splitter
+from .size_limit import ItemTooLargeError, SizeLimit
 from .tasks import Background
 from .telemetry import Telemetry
 
@@ -79,8 +80,15 @@ class LoadBalancer:
         self._rerouter = Rerouter(
             self.splitters, telemetry, lambda: self._backends.route, self._send_direct, self.budget
         )
+        self._size_limit = SizeLimit(cfg.protocol.max_request_size)
         self._admission = Admission(
-            self._delivery, cfg.protocol.sending_queue.enabled, self.budget, self.ejector
+            self._delivery,
+            cfg.protocol.sending_queue.enabled,
+            self._size_limit,
+            self.budget,
+            self.ejector,
+            block_on_overflow=cfg.protocol.sending_queue.block_on_overflow,
+            stopping=lambda: self._stopping,
         )
         self._requests = RequestRetry(
             cfg,
@@ -161,10 +169,20 @@ class LoadBalancer:
             raise RefusedError("shutting_down", "the data plane is shutting down")
         if split.items == 0:
             return
+        try:
+            self._size_limit.check(signal, data)
+        except ItemTooLargeError as exc:
+            raise RefusedError("item_too_large", str(exc), retryable=False, code="RESOURCE_EXHAUSTED") from None
         queue = self._requests.queue
         if queue is not None:
-            if not queue.has_room(split.items, len(data)):
-                raise RefusedError("queue_full", "the load balancer's sending queue is full")
+            # block_on_overflow: wait for room up to the client's deadline, as at the backend level.
+            while not queue.has_room(split.items, len(data)):
+                if self._stopping:
+                    raise RefusedError("shutting_down", "the data plane is shutting down")
+                if not self.cfg.sending_queue.block_on_overflow:
+                    raise RefusedError("queue_full", "the load balancer's sending queue is full")
+                if not await wait_for_room(queue, deadline):
+                    raise RefusedError("deadline_exceeded", "the load balancer's sending queue stayed full")
             if not self.budget.has_room(len(data)):
                 raise RefusedError("memory_limit", "the memory budget is exhausted")
             queue.put(Batch(signal, data, split.items))
@@ -183,7 +201,8 @@ class LoadBalancer:
         if failures:
             retryable = all(f.retryable for f in failures)
             first = failures[0]
-            reason = first.code if first.code in ("queue_full", "no_backends", "memory_limit") else "export_failed"
+            refusals = ("queue_full", "no_backends", "deadline_exceeded", "memory_limit")
+            reason = first.code if first.code in refusals else "export_failed"
             message = "; ".join(sorted({f.message for f in failures}))
             if retryable and progress.delivered:
                 self.telemetry.record_at_least_once(
@@ -192,12 +211,22 @@ class LoadBalancer:
             raise RefusedError(reason, message, retryable=retryable, code="UNAVAILABLE" if retryable else first.code)
 
     # ----------------------------------------------------------------- shutdown -----
+    def stop_accepting(self) -> None:
+        """Refuse new requests (``shutting_down``) and release those waiting for room."""
+        self._stopping = True
+        for q in self._queues():
+            q.wake_waiters()
+
+    def _queues(self) -> list[SendingQueue]:
+        backends = self._backends.backends
+        return [q for q in [self._requests.queue, *(b.queue for b in backends)] if q is not None]
+
     async def shutdown(self, drain_timeout: float) -> None:
         """Stop accepting, flush every queue within ``drain_timeout``, count what is left."""
-        self._stopping = True
+        self.stop_accepting()
         await self.ejector.close()
         backends = self._backends.backends
-        queues = [q for q in [self._requests.queue, *(b.queue for b in backends)] if q is not None]
+        queues = self._queues()
         await shutdown.drain(
             queues, self._tasks, self._rerouter, backends, self._backends.ring_builder, self.telemetry, drain_timeout
         )

@@ -26,6 +26,11 @@ parts arriving close together share an export; no part waits longer.
 With many backends and small requests this turns N exports per request into a
 few per interval.
 
+With ``block_on_overflow`` the admission waits instead of refusing:
+:meth:`SendingQueue.room_freed` returns an event that is set the next time room
+is freed (a batch taken by a consumer, or the queue emptied), so a waiting
+request re-checks its destination queues only when that can change the answer.
+
 :meth:`SendingQueue.take_all` removes everything still waiting (not in flight);
 the data plane uses it to re-route the queue of a backend that left the ring.
 """
@@ -88,9 +93,11 @@ class SendingQueue:
         self._idle.set()
         self._consumers: list[asyncio.Task[None]] = []
         self._closed = False
+        self._room = asyncio.Event()
 
     # -- admission ----------------------------------------------------------------------
-    def has_room(self, items: int, nbytes: int) -> bool:
+    def has_room(self, items: int, nbytes: int, batches: int = 1) -> bool:
+        """Whether ``batches`` batches holding ``items`` items in ``nbytes`` bytes fit now."""
         if not self._items:
             return True
         sizer = self._cfg.sizer
@@ -98,7 +105,7 @@ class SendingQueue:
             return self._queued_items + items <= self._cfg.queue_size
         if sizer == "bytes":
             return self._queued_bytes + nbytes <= self._cfg.queue_size
-        return len(self._items) + 1 <= self._cfg.queue_size
+        return len(self._items) + batches <= self._cfg.queue_size
 
     def put(self, batch: Batch) -> None:
         """Enqueue without checking room: callers check :meth:`has_room` first, and
@@ -125,7 +132,17 @@ class SendingQueue:
         self._queued_bytes = 0
         self._changed()
         self._maybe_idle()
+        self.wake_waiters()
         return taken
+
+    def room_freed(self) -> asyncio.Event:
+        """An event set the next time room is freed in this queue (see the module documentation)."""
+        return self._room
+
+    def wake_waiters(self) -> None:
+        """Wake everyone waiting for room (room was freed, or they must give up: shutdown)."""
+        self._room.set()
+        self._room = asyncio.Event()
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -197,6 +214,7 @@ class SendingQueue:
         born = self._times.popleft()
         self._queued_items -= batch.items
         self._queued_bytes -= len(batch.payload)
+        self.wake_waiters()  # room was freed: requests waiting for it (block_on_overflow) check again
         return batch, born
 
     async def _linger(self, first: Batch, born: float) -> None:

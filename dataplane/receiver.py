@@ -10,6 +10,7 @@ outcome                                      gRPC                 HTTP
 accepted                                     OK                   200
 malformed protobuf / JSON, bad trace ID      INVALID_ARGUMENT     400
 larger than the configured limit             RESOURCE_EXHAUSTED   413
+one item larger than the export size limit   RESOURCE_EXHAUSTED   413
 queue full, no backends, export failed       UNAVAILABLE          503 + Retry-After
 signal not enabled in the config             UNIMPLEMENTED        404
 unsupported content type / encoding          --                   415
@@ -57,7 +58,14 @@ HTTP_PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metric
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 # gRPC status codes as numbers, for google.rpc.Status bodies.
-_CODE_NUMBERS = {"INVALID_ARGUMENT": 3, "RESOURCE_EXHAUSTED": 8, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14}
+_CODE_NUMBERS = {
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "RESOURCE_EXHAUSTED": 8,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+}
 
 
 class _Refusal(Exception):
@@ -93,13 +101,14 @@ class Intake:
         except _Refusal:
             raise
         except asyncio.CancelledError:
+            detail = f"the {transport} client gave up"
             if self.balancer.stopping:
-                reason = "shutting_down"
+                reason, detail = "shutting_down", "still in flight when the shutdown grace ended"
             elif deadline is not None and time.monotonic() >= deadline - 0.05:
                 reason = "deadline_exceeded"
             else:
                 reason = "client_cancelled"
-            self._refuse(signal, reason, count_items(signal, data), f"the {transport} client gave up")
+            self._refuse(signal, reason, count_items(signal, data), detail)
             raise
         except Exception as exc:
             # A bug must not look like success or vanish: the client gets INTERNAL (not retried
@@ -136,11 +145,13 @@ class Intake:
         except RefusedError as exc:
             self._refuse(signal, exc.reason, split.items, str(exc))
             if exc.retryable:
-                raise _Refusal(exc.reason, grpc.StatusCode.UNAVAILABLE, 503, str(exc)) from None
+                # A wait for room that ran into the client's deadline answers what the client's own timer says.
+                late = exc.reason == "deadline_exceeded"
+                status = grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.UNAVAILABLE
+                raise _Refusal(exc.reason, status, 503, str(exc)) from None
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
-            raise _Refusal(
-                exc.reason, code, 400 if code == grpc.StatusCode.INVALID_ARGUMENT else 500, str(exc)
-            ) from None
+            http = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 413}.get(code, 500)
+            raise _Refusal(exc.reason, code, http, str(exc)) from None
         self._received[(signal, transport)].inc(split.items)
         return split.items
 
@@ -295,9 +306,10 @@ def _refusal_body(refusal: _Refusal, as_json: bool) -> bytes:
 class HTTPReceiver:
     """OTLP/HTTP: POST /v1/traces, /v1/logs, /v1/metrics with protobuf or JSON bodies."""
 
-    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig) -> None:
+    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig, shutdown_timeout: float = 60.0) -> None:
         self._intake = intake
         self._cfg = cfg
+        self._shutdown_timeout = shutdown_timeout
         self.app = web.Application(client_max_size=cfg.max_request_body_size)
         for path in HTTP_PATHS:
             self.app.router.add_post(path, self._handle)
@@ -310,8 +322,14 @@ class HTTPReceiver:
         # dataplane.decompress, which is bounded by the size limit and knows zstd and snappy too.
         # handler_cancellation: a client that disconnects cancels its handler, and with it the exports
         # made on its behalf (without a sending queue) or its wait for room (block_on_overflow).
+        # shutdown_timeout: how long stop() lets in-flight requests finish before cancelling them.
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, auto_decompress=False, handler_cancellation=True
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            handler_cancellation=True,
+            shutdown_timeout=self._shutdown_timeout,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
@@ -321,6 +339,7 @@ class HTTPReceiver:
         self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
+        """Stop listening; in-flight requests get up to ``shutdown_timeout``, then are cancelled."""
         if self._runner is not None:
             await self._runner.cleanup()
 

@@ -8,15 +8,16 @@ request it accepts to a record file, which survives restarts::
 Record format: per request, ``<signal byte><4-byte little-endian length><payload>``
 written with one ``write`` call. :func:`read_records` parses the file back.
 
-Failure injection for tests: ``--fail-first N`` answers UNAVAILABLE to the first
-N requests, ``--delay S`` sleeps before answering, ``--reject-all CODE`` answers
+Failure injection for tests: ``--fail-first N`` answers UNAVAILABLE (or
+``--fail-code CODE``) to the first N requests, ``--delay S`` sleeps before answering, ``--reject-all CODE`` answers
 every request with that status code. ``--slow-first N`` applies ``--delay`` to the
 first N requests only (0: to all). ``--respond-delay S`` records the request and
 then waits S seconds before answering (a response that may be lost: the sender
 times out although the data arrived). ``--retry-info S`` attaches a
-``google.rpc.RetryInfo`` (delay S) to the ``--reject-all`` status.
+``google.rpc.RetryInfo`` (delay S) to the injected failures.
 ``--max-recv-msg-size BYTES`` sets the gRPC receive limit (default 64 MiB; a
 collector's default is 4 MiB). ``--count-only`` records nothing (benchmarks).
+``--arrivals FILE`` appends a line per request as it arrives (before any delay).
 ``--timing FILE`` appends ``<start_ns> <end_ns>`` (CLOCK_MONOTONIC, comparable across
 processes) per request, so tests can check which exports overlapped in time.
 """
@@ -70,6 +71,9 @@ class Sink:
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
             started = time.monotonic_ns()
+            if self.args.arrivals:
+                with open(self.args.arrivals, "a") as f:
+                    f.write(f"{started}\n")
             try:
                 return await handle(request, context)
             finally:
@@ -82,11 +86,13 @@ class Sink:
             number = self.requests
             if self.args.delay and (not self.args.slow_first or number <= self.args.slow_first):
                 await asyncio.sleep(self.args.delay)
-            if self.requests <= self.args.fail_first:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "injected failure")
+            if number <= self.args.fail_first:
+                status = getattr(grpc.StatusCode, self.args.fail_code)
+                metadata = _retry_info(status, self.args.retry_info) if self.args.retry_info else ()
+                await context.abort(status, "injected failure", trailing_metadata=metadata)
             if self.args.reject_all:
                 status = getattr(grpc.StatusCode, self.args.reject_all)
-                metadata = _retry_info(status, self.args.retry_info) if self.args.retry_info else None
+                metadata = _retry_info(status, self.args.retry_info) if self.args.retry_info else ()
                 await context.abort(status, "injected rejection", trailing_metadata=metadata)
             if self.fd is not None:
                 os.write(self.fd, code + struct.pack("<I", len(request)) + request)
@@ -138,6 +144,8 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--reject-all", default="")
     parser.add_argument("--timing", default="")
+    parser.add_argument("--fail-code", default="UNAVAILABLE")
+    parser.add_argument("--arrivals", default="")
     parser.add_argument("--slow-first", type=int, default=0)
     parser.add_argument("--respond-delay", type=float, default=0.0)
     parser.add_argument("--retry-info", type=float, default=0.0)

@@ -281,3 +281,33 @@ def test_the_health_check_endpoint_answers_like_the_collector_s(tmp_path: Path) 
             process.stop()
     finally:
         sink.stop()
+
+
+def _with_service_telemetry(telemetry: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(TYPICAL_TIER1)
+    data["service"]["telemetry"] = telemetry
+    return data
+
+
+def test_service_telemetry_address_and_level_become_ringleader_s_telemetry(caplog: pytest.LogCaptureFixture) -> None:
+    from dataplane.config import parse_config
+
+    cfg = parse_config(_with_service_telemetry({"logs": {"level": "DEBUG"}, "metrics": {"address": ":9999"}}))
+    assert cfg.telemetry == TelemetryConfig(endpoint=":9999", log_level="debug")
+    cfg = parse_config(_with_service_telemetry({"logs": {"level": "fatal", "encoding": "json"}}))
+    assert cfg.telemetry == TelemetryConfig(endpoint="0.0.0.0:8888", log_level="error")
+    push = {"periodic": {"exporter": {"otlp": {"protocol": "grpc", "endpoint": "http://x:4317"}}}}
+    with caplog.at_level(logging.WARNING, logger="ringleader.config"):
+        cfg = parse_config(_with_service_telemetry({"metrics": {"readers": [push]}}))
+    assert cfg.telemetry.endpoint == "0.0.0.0:8888"
+    assert len(_warnings(caplog, "1 push reader(s) ignored")) == 1
+
+
+def test_two_prometheus_readers_are_refused_at_the_second() -> None:
+    from dataplane.config import parse_config
+
+    reader = {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": 8888}}}}
+    other = {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": 9999}}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(_with_service_telemetry({"metrics": {"readers": [reader, other]}}))
+    assert info.value.key_path == "service.telemetry.metrics.readers[1].pull.exporter.prometheus"

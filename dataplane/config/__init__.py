@@ -42,10 +42,13 @@ A tier-1 collector's config works as it is: ``_collector`` says what each of its
 other components (processors, extensions, service.telemetry) becomes: honoured,
 ignored with one warning, or refused with its key path.
 
+A Grafana Alloy file (``*.alloy``) is read as the collector config it describes
+(``_alloy``).
+
 Layout: one private module per part of the file (``_receivers``, ``_exporters``,
 ``_resolvers``, ``_otlp``, ``_sending``, ``_coalesce``, ``_ejection``, ``_service``,
-``_collector``, ``_telemetry``, ``_shutdown``, ``_memory``) over the shared layers that
-read it (``_yaml``, ``_env``, ``_units``, ``_values``, ``_components``).
+``_collector``, ``_telemetry``, ``_shutdown``, ``_memory``, ``_alloy``) over the shared
+layers that read it (``_yaml``, ``_env``, ``_units``, ``_values``, ``_components``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from pathlib import Path
 from typing import cast
 
 from ..config_model import Config
+from ._alloy import alloy_to_collector
 from ._collector import check_connectors, parse_extensions, parse_processors
 from ._env import expand
 from ._errors import ConfigError
@@ -116,7 +120,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, expand and validate a YAML config file."""
+    """Read, expand and validate a YAML config file (or a Grafana Alloy file, ``*.alloy``)."""
     source = os.fspath(path)
     try:
         text = Path(source).read_text(encoding="utf-8")
@@ -124,7 +128,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError("", f"cannot read {source}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError("", f"{source}: not UTF-8 text") from None
-    data = load_yaml(text, source)
+    data = alloy_to_collector(text, source) if source.endswith(".alloy") else load_yaml(text, source)
     if data is None:
         raise ConfigError("", f"{source}: the configuration file is empty")
     return parse_config(data, source)
