@@ -157,7 +157,10 @@ def test_any_answer_is_a_live_backend_and_no_answer_is_not(tmp_path: Path) -> No
     refusing = SinkProcess(tmp_path, "refusing", "--reject-all", "UNIMPLEMENTED").start()
     probe = grpc_probe(OTLPExporterConfig(tls=TLSConfig(insecure=True)))
     try:
-        assert asyncio.run(probe(refusing.endpoint, 5.0)) is True
-        assert asyncio.run(probe(f"127.0.0.1:{free_port()}", 5.0)) is False
+        async def answers(endpoint: str) -> bool:
+            return await probe(endpoint, 5.0)
+
+        assert asyncio.run(answers(refusing.endpoint)) is True
+        assert asyncio.run(answers(f"127.0.0.1:{free_port()}")) is False
     finally:
         refusing.stop()
