@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(cfg.telemetry.log_level)
 
     from .app import DataPlane
+    from .memory import tune_allocator
 
+    tune_allocator()
     try:
         asyncio.run(DataPlane(cfg).run())
     except OSError as exc:

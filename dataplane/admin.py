@@ -5,7 +5,8 @@
 - ``GET /readyz``: 200 when the receivers listen and at least one backend is in
   the ring; 503 otherwise, with a JSON body that says why (readiness).
 - ``GET /debug/ring``: the current ring as JSON: algorithm, endpoints, each
-  endpoint's share of the hash space, queue sizes and the resolver's state.
+  endpoint's share of the hash space, queue sizes, the backends ejected for failing
+  (with reason and seconds out), the memory budget and the resolver's state.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class AdminServer:
             body.update(route.ring.describe())
         body["queues"] = self._balancer.queue_sizes()
         body["orphaned_batches"] = self._balancer.orphans
+        body["ejected"] = self._balancer.ejector.ejected
+        budget = self._balancer.budget
+        body["memory"] = {"buffered_bytes": budget.used, "data_limit_bytes": budget.data_limit, "total": budget.total}
         body["resolver"] = {
             "kind": self._resolver.kind,
             "endpoints": list(self._resolver.endpoints),

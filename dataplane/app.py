@@ -4,10 +4,13 @@ Start-up: telemetry endpoint first (so /healthz answers during start), then the
 resolver's first resolution, then the receivers. ``/readyz`` turns 200 once the
 receivers listen and the ring has a backend.
 
-Shutdown on SIGTERM or SIGINT: the receivers stop accepting (in-flight requests
-finish), the load balancer flushes every queue within
-``shutdown.drain_timeout``, anything still queued after that is counted as
-dropped with reason ``shutdown`` and logged, and the process exits 0.
+Shutdown on SIGTERM or SIGINT honours ``shutdown.drain_timeout`` in total: new
+requests are refused at once (``shutting_down``; requests waiting for room are
+released), the receivers stop listening and give their in-flight requests what
+is left of the deadline (then cancel them) while the queues keep draining, the
+load balancer flushes every queue within what is left, anything still queued
+then is counted as dropped with reason ``shutdown`` and logged, and the process
+exits 0.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 from .admin import AdminServer
 from .balancer import LoadBalancer
 from .collector_metrics import CollectorSelfMetrics
 from .config_model import Config
 from .health import HealthServer
+from .memory import MemoryBudget, default_limit
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
 from .telemetry import LOG_INTERVAL, Telemetry
@@ -40,7 +45,10 @@ class DataPlane:
                 self.telemetry.registry, cfg, self.telemetry.refused_by_transport, self.telemetry.retired_items
             )
         )
-        self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry)
+        self.budget = MemoryBudget.for_process(cfg.memory.limit or default_limit())
+        self.telemetry.memory_data_limit.set(self.budget.data_limit)
+        self.telemetry.memory_buffered.set_function(lambda: self.budget.used)
+        self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry, self.budget)
         self.resolver = build_resolver(cfg.exporter.resolver, self.telemetry)
         self.intake = Intake(self.balancer, self.telemetry, cfg.signals)
         self.grpc: GRPCReceiver | None = None
@@ -66,7 +74,7 @@ class DataPlane:
             self.grpc = GRPCReceiver(self.intake, self.cfg.receivers.grpc)
             await self.grpc.start()
         if self.cfg.receivers.http is not None:
-            self.http = HTTPReceiver(self.intake, self.cfg.receivers.http)
+            self.http = HTTPReceiver(self.intake, self.cfg.receivers.http, self.cfg.shutdown.drain_timeout)
             await self.http.start()
         self._listening = True
         route = self.balancer.route
@@ -99,14 +107,24 @@ class DataPlane:
             self.telemetry.flush_logs()
 
     async def shutdown(self) -> None:
-        log.info("shutting down: refusing new data, draining queues (deadline %.1fs)", self.cfg.shutdown.drain_timeout)
+        drain = self.cfg.shutdown.drain_timeout
+        deadline = time.monotonic() + drain
+        log.info("shutting down: refusing new data, draining queues (deadline %.1fs)", drain)
         self._listening = False
+        self.balancer.stop_accepting()
+        receivers = []
         if self.grpc is not None:
-            await self.grpc.stop(grace=min(5.0, self.cfg.shutdown.drain_timeout))
+            receivers.append(self.grpc.stop(grace=drain))
         if self.http is not None:
-            await self.http.stop()
-        await self.resolver.stop()
-        await self.balancer.shutdown(self.cfg.shutdown.drain_timeout)
+            receivers.append(self.http.stop())  # its shutdown_timeout is the drain timeout
+        try:
+            # Both receivers stop at once, each giving in-flight requests at most the deadline.
+            await asyncio.wait_for(asyncio.gather(*receivers), max(0.0, deadline - time.monotonic()) + 0.5)
+        except TimeoutError:
+            log.warning("the receivers did not stop within the drain deadline")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.resolver.stop(), max(0.1, deadline - time.monotonic()))
+        await self.balancer.shutdown(max(0.0, deadline - time.monotonic()))
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await self.admin.stop()

@@ -9,19 +9,29 @@ and requests keep using the old route until the new one is complete.
 A backend that joins gets its gRPC client and, with ``protocol.otlp.sending_queue``
 on, its own queue and consumers. A backend that leaves is *retired*: what waits in
 its queue is handed to the new owners (:mod:`dataplane.rerouting`), its in-flight
-exports finish (a failure re-routes too), then its channel is closed.
+exports finish (a failure re-routes too), then its channel is closed, and the
+metric series labelled with its endpoint are removed ``Telemetry.forget_delay``
+(60 s) later unless it came back meanwhile.
+
+Passive ejection (:mod:`dataplane.ejection`) takes a persistently failing
+backend out of the ring the same way, while the resolver still lists it: the
+ring is built over the resolved endpoints the :class:`~dataplane.ejection.Ejector`
+says are eligible, and rebuilt when an ejected backend answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from .config_model import LoadBalancingConfig, OTLPExporterConfig
+from .config_model import CoalesceConfig, LoadBalancingConfig, OTLPExporterConfig
+from .ejection import Ejector
 from .exporter import BackendClient
+from .memory import MemoryBudget
 from .queue import Batch, SendingQueue
 from .ring import NoBackendsError, Ring
 from .ring_worker import RingBuilder
@@ -37,7 +47,15 @@ Consume = Callable[["Backend", Batch], Awaitable[None]]
 class Backend:
     """One tier-2 endpoint: its gRPC client, its queue and whether it is leaving."""
 
-    def __init__(self, endpoint: str, cfg: OTLPExporterConfig, telemetry: Telemetry, consume: Consume) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        cfg: OTLPExporterConfig,
+        telemetry: Telemetry,
+        consume: Consume,
+        budget: MemoryBudget | None = None,
+        coalesce: CoalesceConfig | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.client = BackendClient(endpoint, cfg, telemetry)
         self.retiring = asyncio.Event()
@@ -50,7 +68,12 @@ class Backend:
                 size.set(batches)
                 items.set(queued)
 
-            self.queue = SendingQueue(endpoint, cfg.sending_queue, lambda b: consume(self, b), on_size)
+            if coalesce is not None and coalesce.max_size > cfg.max_request_size:
+                # A coalesced export must stay within what the backend accepts.
+                coalesce = dataclasses.replace(coalesce, max_size=cfg.max_request_size)
+            self.queue = SendingQueue(
+                endpoint, cfg.sending_queue, lambda b: consume(self, b), on_size, budget=budget, coalesce=coalesce
+            )
             self.queue.start()
 
 
@@ -74,6 +97,8 @@ class BackendSet:
         reroute: Callable[[list[Batch]], None],
         on_route: Callable[[], None],
         tasks: Background,
+        budget: MemoryBudget | None = None,
+        ejector: Ejector | None = None,
     ) -> None:
         self._cfg = cfg
         self._telemetry = telemetry
@@ -81,6 +106,9 @@ class BackendSet:
         self._reroute = reroute
         self._on_route = on_route
         self._tasks = tasks
+        self._budget = budget
+        self.ejector = ejector
+        self._resolved: tuple[str, ...] = ()
         self._route: Route | None = None
         self._backends: dict[str, Backend] = {}
         self._pending: tuple[str, ...] | None = None
@@ -98,9 +126,14 @@ class BackendSet:
 
     def update(self, endpoints: Sequence[str]) -> None:
         """Resolver callback: schedule a ring swap to this set (latest set wins)."""
+        self._resolved = tuple(endpoints)
         self._pending = tuple(endpoints)
         if self._updater is None or self._updater.done():
             self._updater = asyncio.get_running_loop().create_task(self._apply_updates())
+
+    def reapply(self) -> None:
+        """The ejector changed its mind: rebuild the ring over the last resolved set."""
+        self.update(self._resolved)
 
     async def wait_for_updates(self) -> None:
         """Wait until every reported backend set is in effect (used by start-up and tests)."""
@@ -115,7 +148,8 @@ class BackendSet:
             except Exception:
                 log.exception("failed to apply backend set %s", endpoints)
 
-    async def _swap_to(self, endpoints: tuple[str, ...]) -> None:
+    async def _swap_to(self, resolved: tuple[str, ...]) -> None:
+        endpoints = self.ejector.eligible(resolved) if self.ejector is not None else resolved
         ring: Ring | None = None
         if endpoints:
             try:
@@ -124,7 +158,9 @@ class BackendSet:
                 ring = None
         for ep in endpoints:
             if ep not in self._backends:
-                self._backends[ep] = Backend(ep, self._cfg.protocol, self._telemetry, self._consume)
+                self._backends[ep] = Backend(
+                    ep, self._cfg.protocol, self._telemetry, self._consume, self._budget, self._cfg.coalesce
+                )
         leaving = [b for ep, b in self._backends.items() if ep not in set(endpoints)]
         if ring is not None:
             self._version += 1
@@ -142,6 +178,10 @@ class BackendSet:
         if ring is not None:
             self._on_route()
 
+    def _forget_if_gone(self, endpoint: str) -> None:
+        if endpoint not in self._resolved:
+            self._telemetry.forget_endpoint(endpoint)
+
     async def _retire(self, backend: Backend) -> None:
         """Take a backend out: re-route what waits for it, let in-flight calls finish, close."""
         backend.retiring.set()
@@ -155,8 +195,15 @@ class BackendSet:
             await backend.queue.stop()
         await backend.client.close(grace=1.0)
         if backend.endpoint not in self._backends:
-            # Back in the set while this one drained? Then the gauges belong to its successor.
-            for metric in (self._telemetry.queue_size, self._telemetry.queue_items):
-                with contextlib.suppress(KeyError):
-                    metric.remove(backend.endpoint)
+            # Back in the set while this one drained? Then the series belong to its successor.
+            if backend.endpoint in self._resolved:
+                # Ejected, not gone: its counters and ejection state stay; only the queue gauges go.
+                for metric in (self._telemetry.queue_size, self._telemetry.queue_items):
+                    with contextlib.suppress(KeyError):
+                        metric.remove(backend.endpoint)
+            else:
+                # After a grace period, so that a scrape sees each series' last value first.
+                asyncio.get_running_loop().call_later(
+                    self._telemetry.forget_delay, self._forget_if_gone, backend.endpoint
+                )
         log.info("backend %s retired", backend.endpoint)

@@ -24,17 +24,21 @@ Every item that is lost after acceptance is counted in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from . import shutdown
-from .admission import Admission, RefusedError
+from .admission import Admission, RefusedError, wait_for_room
 from .backends import Backend, BackendSet, Route
 from .config_model import LoadBalancingConfig
-from .delivery import BackendDelivery
-from .queue import Batch
+from .delivery import BackendDelivery, Progress
+from .ejection import Ejector, grpc_probe
+from .memory import MemoryBudget
+from .queue import Batch, SendingQueue
 from .request_retry import RequestRetry
 from .rerouting import Rerouter
 from .routing import Split, Splitter, make_splitter
+from .size_limit import ItemTooLargeError, SizeLimit
 from .tasks import Background
 from .telemetry import Telemetry
 
@@ -44,24 +48,56 @@ __all__ = ["LoadBalancer", "RefusedError", "Route"]
 class LoadBalancer:
     """Routes accepted requests to backends; see the module documentation."""
 
-    def __init__(self, cfg: LoadBalancingConfig, signals: Sequence[str], telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        cfg: LoadBalancingConfig,
+        signals: Sequence[str],
+        telemetry: Telemetry,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self.cfg = cfg
         self.telemetry = telemetry
+        self.budget = budget or MemoryBudget.unlimited()
         self.splitters: dict[str, Splitter] = {
             s: make_splitter(s, cfg.routing_key_for(s), cfg.routing_attributes) for s in signals
         }
         self._stopping = False
         self._tasks = Background()
+        self.ejector = Ejector(cfg.ejection, telemetry, grpc_probe(cfg.protocol), lambda: self._backends.reapply())
         self._delivery = BackendDelivery(
-            cfg.protocol.retry_on_failure, telemetry, self._reroute, lambda: self._stopping
+            cfg.protocol.retry_on_failure, telemetry, self._reroute, lambda: self._stopping, self.ejector
         )
         self._backends = BackendSet(
-            cfg, telemetry, self._delivery.consume, self._reroute, self._adopt_orphans, self._tasks
+            cfg,
+            telemetry,
+            self._delivery.consume,
+            self._reroute,
+            self._adopt_orphans,
+            self._tasks,
+            self.budget,
+            self.ejector,
         )
-        self._rerouter = Rerouter(self.splitters, telemetry, lambda: self._backends.route, self._send_direct)
-        self._admission = Admission(self._delivery, queued=cfg.protocol.sending_queue.enabled)
+        self._rerouter = Rerouter(
+            self.splitters, telemetry, lambda: self._backends.route, self._send_direct, self.budget
+        )
+        self._size_limit = SizeLimit(cfg.protocol.max_request_size)
+        self._admission = Admission(
+            self._delivery,
+            cfg.protocol.sending_queue.enabled,
+            self._size_limit,
+            self.budget,
+            self.ejector,
+            block_on_overflow=cfg.protocol.sending_queue.block_on_overflow,
+            stopping=lambda: self._stopping,
+        )
         self._requests = RequestRetry(
-            cfg, self.splitters, telemetry, self._admission, lambda: self._backends.route, lambda: self._stopping
+            cfg,
+            self.splitters,
+            telemetry,
+            self._admission,
+            lambda: self._backends.route,
+            lambda: self._stopping,
+            self.budget,
         )
 
     # ------------------------------------------------------------------ state -----
@@ -75,6 +111,10 @@ class LoadBalancer:
     @property
     def ready(self) -> bool:
         return self._backends.route is not None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     @property
     def orphans(self) -> int:
@@ -99,7 +139,13 @@ class LoadBalancer:
         self._rerouter.adopt_orphans()
 
     def _send_direct(self, backend: Backend, batch: Batch) -> None:
-        self._tasks.spawn(self._delivery.consume(backend, batch))
+        async def send() -> None:
+            try:
+                await self._delivery.consume(backend, batch)
+            finally:
+                self.budget.release(len(batch.payload))  # charged by the rerouter
+
+        self._tasks.spawn(send())
 
     # --------------------------------------------------------------- data path -----
     def split(self, signal: str, data: bytes) -> tuple[Route | None, Split]:
@@ -110,38 +156,77 @@ class LoadBalancer:
             return None, splitter.split(data, _validate_only)
         return route, splitter.split(data, route.ring.lookup)
 
-    async def consume(self, signal: str, data: bytes, route: Route | None, split: Split) -> None:
-        """Deliver an accepted request, or raise :class:`RefusedError` (nothing kept)."""
+    async def consume(
+        self, signal: str, data: bytes, route: Route | None, split: Split, deadline: float | None = None
+    ) -> None:
+        """Deliver an accepted request, or raise :class:`RefusedError` (nothing kept).
+
+        ``deadline`` is the client's (``time.monotonic()``), if it sent one: nothing is
+        attempted on its behalf after it. Cancelling this call (the client went away)
+        stops the exports of a request that is not queued.
+        """
         if self._stopping:
             raise RefusedError("shutting_down", "the data plane is shutting down")
         if split.items == 0:
             return
+        try:
+            self._size_limit.check(signal, data)
+        except ItemTooLargeError as exc:
+            raise RefusedError("item_too_large", str(exc), retryable=False, code="RESOURCE_EXHAUSTED") from None
         queue = self._requests.queue
         if queue is not None:
-            if not queue.has_room(split.items, len(data)):
-                raise RefusedError("queue_full", "the load balancer's sending queue is full")
+            # block_on_overflow: wait for room up to the client's deadline, as at the backend level.
+            while not queue.has_room(split.items, len(data)):
+                if self._stopping:
+                    raise RefusedError("shutting_down", "the data plane is shutting down")
+                if not self.cfg.sending_queue.block_on_overflow:
+                    raise RefusedError("queue_full", "the load balancer's sending queue is full")
+                if not await wait_for_room(queue, deadline):
+                    raise RefusedError("deadline_exceeded", "the load balancer's sending queue stayed full")
+            if not self.budget.has_room(len(data)):
+                raise RefusedError("memory_limit", "the memory budget is exhausted")
             queue.put(Batch(signal, data, split.items))
             return
         if route is None and not self.cfg.retry_on_failure.enabled:
             raise RefusedError("no_backends", "no backends are available")
-        failures = await self._requests.deliver(Batch(signal, data, split.items), route, split)
+        progress = Progress()
+        try:
+            failures = await self._requests.deliver(Batch(signal, data, split.items), route, split, deadline, progress)
+        except asyncio.CancelledError:
+            if progress.delivered:
+                self.telemetry.record_at_least_once(
+                    signal, "partial_delivery", progress.delivered, "the client gave up after some parts were delivered"
+                )
+            raise
         if failures:
             retryable = all(f.retryable for f in failures)
             first = failures[0]
-            reason = first.code if first.code in ("queue_full", "no_backends") else "export_failed"
-            raise RefusedError(
-                reason,
-                "; ".join(sorted({f.message for f in failures})),
-                retryable=retryable,
-                code="UNAVAILABLE" if retryable else first.code,
-            )
+            refusals = ("queue_full", "no_backends", "deadline_exceeded", "memory_limit")
+            reason = first.code if first.code in refusals else "export_failed"
+            message = "; ".join(sorted({f.message for f in failures}))
+            if retryable and progress.delivered:
+                self.telemetry.record_at_least_once(
+                    signal, "partial_delivery", progress.delivered, f"the client is told to retry: {message}"
+                )
+            raise RefusedError(reason, message, retryable=retryable, code="UNAVAILABLE" if retryable else first.code)
 
     # ----------------------------------------------------------------- shutdown -----
+    def stop_accepting(self) -> None:
+        """Refuse new requests (``shutting_down``) and release those waiting for room."""
+        self._stopping = True
+        for q in self._queues():
+            q.wake_waiters()
+
+    def _queues(self) -> list[SendingQueue]:
+        backends = self._backends.backends
+        return [q for q in [self._requests.queue, *(b.queue for b in backends)] if q is not None]
+
     async def shutdown(self, drain_timeout: float) -> None:
         """Stop accepting, flush every queue within ``drain_timeout``, count what is left."""
-        self._stopping = True
+        self.stop_accepting()
+        await self.ejector.close()
         backends = self._backends.backends
-        queues = [q for q in [self._requests.queue, *(b.queue for b in backends)] if q is not None]
+        queues = self._queues()
         await shutdown.drain(
             queues, self._tasks, self._rerouter, backends, self._backends.ring_builder, self.telemetry, drain_timeout
         )

@@ -84,7 +84,7 @@ class CoalesceConfig:
     ``max_delay`` seconds for others to join it (0: only what is already waiting joins)."""
 
     max_size: int = 1 << 20
-    max_delay: float = 0.005
+    max_delay: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,9 @@ class OTLPExporterConfig:
     read_buffer_size: int | None = None
     write_buffer_size: int | None = None
     user_agent: str = ""  # upstream configgrpc ``user_agent``; "" = gRPC's default
+    # Ringleader extension: parts larger than this are cut at item boundaries before they are
+    # queued; 4 MiB is a collector's default gRPC receive limit (max_recv_msg_size_mib: 4).
+    max_request_size: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,18 @@ for good with a static resolver. :class:`Ejector` watches what the data path
 already sees and takes such a backend out:
 
 - it *ejects* a backend that has made no progress (no successful export) for
-  ``window`` while either its last ``consecutive_failures`` exports failed, or
+  ``window`` while either its last ``consecutive_failures`` exports failed
+  (with a retryable error: unavailable, timed out, ...; a permanent error is an
+  answer about the data, not about the backend), or
   its queue is full and refusing data. A slow backend that still delivers is
   never ejected (its full queue is ordinary back-pressure), nor is one that
   failed only briefly (a restarting pod), nor one that merely receives nothing;
 - an ejected backend leaves the ring like a backend the resolver dropped: its
   queued batches are re-routed to the new owners and its in-flight exports are
   re-routed when they fail or time out (:mod:`dataplane.rerouting`);
-- after ``cooldown`` it is *probed*: an empty export request (a valid OTLP
-  request with no data, which a collector answers with OK) every
+- after ``cooldown`` it is *probed*: an empty trace export request (a valid
+  OTLP request with no data, which a collector answers with OK; any answer
+  counts, UNIMPLEMENTED included, only none does not) every
   ``probe_interval``, each bounded by ``probe_timeout``. The first probe that
   succeeds puts it back in the ring, and its traces go back to it;
 - at most ``max_ejected_percent`` of the resolved backends are ejected at once,
@@ -30,7 +33,7 @@ their reason and age.
 Delivery: an export that timed out may have been processed by the hung backend
 anyway; when it is re-routed, its items can arrive twice. That is the one
 duplicate ejection can cause; it is counted in
-``ringleader_items_possibly_duplicated_total{reason="timeout_resent"}`` (see
+``ringleader_items_at_least_once_total{reason="unknown_outcome"}`` (see
 docs/operations.md). ``ejection.enabled: false`` turns all of this off.
 """
 
@@ -45,13 +48,40 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config_model import EjectionConfig
+import grpc
+
+from .config_model import EjectionConfig, OTLPExporterConfig
+from .exporter import METHODS, make_channel
 from .telemetry import Telemetry
 
 log = logging.getLogger("ringleader.ejection")
 
 Probe = Callable[[str, float], Awaitable[bool]]
 """Asks ``endpoint`` whether it answers, within a timeout; True when it does."""
+
+
+_NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+
+
+def grpc_probe(cfg: OTLPExporterConfig) -> Probe:
+    """A probe that sends an empty trace export request on a fresh channel (TLS etc. as configured)."""
+
+    async def probe(endpoint: str, timeout: float) -> bool:
+        channel = make_channel(endpoint, cfg)
+        try:
+            call = channel.unary_unary(METHODS["traces"], request_serializer=None, response_deserializer=None)
+            metadata = tuple((k.lower(), v) for k, v in cfg.headers) or None
+            await call(b"", timeout=timeout, metadata=metadata)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            # Any answer proves the backend serves again (UNIMPLEMENTED: a collector without a traces
+            # pipeline); only no answer at all keeps it out.
+            log.debug("probe of %s: %s", endpoint, exc.code().name)
+            return exc.code() not in _NO_ANSWER
+        finally:
+            await channel.close(grace=None)
+
+    return probe
 
 
 @dataclass(slots=True)

@@ -6,8 +6,12 @@ It applies the ``protocol.otlp`` template: TLS (including mTLS files), headers,
 compression, keepalive, per-call timeout, authority and wait-for-ready.
 
 Outcomes follow the OTLP specification's retry rules: ``UNAVAILABLE``,
-``DEADLINE_EXCEEDED``, ``RESOURCE_EXHAUSTED``, ``ABORTED``, ``OUT_OF_RANGE``,
-``CANCELLED`` and ``DATA_LOSS`` are retryable, every other error is permanent.
+``DEADLINE_EXCEEDED``, ``ABORTED``, ``OUT_OF_RANGE``, ``CANCELLED`` and
+``DATA_LOSS`` are retryable; ``RESOURCE_EXHAUSTED`` only when the backend sends
+a ``google.rpc.RetryInfo`` (it is recovering, e.g. a memory limiter), not
+otherwise (e.g. a message over its size limit, which no retry can fix); every
+other error is permanent. A RetryInfo's delay is carried as
+:attr:`ExportError.retry_after`, and the retry waits at least that long.
 A response that reports partial success counts the rejected items as failed
 (permanently) and the rest as delivered.
 
@@ -31,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from .config_model import OTLPExporterConfig
 from .hostport import join_host_port, split_host_port
 from .telemetry import Telemetry
+from .wire import MalformedError, find_len_field, iter_len_fields, read_tag, read_varint, skip_field
 
 log = logging.getLogger("ringleader.exporter")
 
@@ -52,7 +57,6 @@ RETRYABLE_CODES = frozenset(
     {
         grpc.StatusCode.CANCELLED,
         grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.OUT_OF_RANGE,
         grpc.StatusCode.UNAVAILABLE,
@@ -68,12 +72,65 @@ _COMPRESSION = {
 
 
 class ExportError(Exception):
-    """An export attempt failed. ``retryable`` says whether trying again may help."""
+    """An export attempt failed. ``retryable`` says whether trying again may help;
+    ``retry_after`` is the backend's RetryInfo delay (seconds), if it sent one."""
 
-    def __init__(self, message: str, retryable: bool, code: str) -> None:
+    def __init__(self, message: str, retryable: bool, code: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.retry_after = retry_after
+
+
+_STATUS_DETAILS = "grpc-status-details-bin"
+_RETRY_INFO_TYPE = b"type.googleapis.com/google.rpc.RetryInfo"
+
+
+def retry_info_delay(status_details: bytes) -> float | None:
+    """The delay of the ``google.rpc.RetryInfo`` in a serialized ``google.rpc.Status``, if any.
+
+    Status: ``details`` (3) are ``Any`` messages (``type_url`` 1, ``value`` 2); RetryInfo's
+    ``retry_delay`` (1) is a Duration (``seconds`` 1, ``nanos`` 2). Malformed bytes count as absent.
+    """
+    try:
+        for tag, _, start, end in iter_len_fields(status_details, 0, len(status_details)):
+            if tag != 0x1A:
+                continue
+            fields = {t: (s, e) for t, _, s, e in iter_len_fields(status_details, start, end)}
+            url, value = fields.get(0x0A), fields.get(0x12)
+            if url is None or status_details[url[0] : url[1]] != _RETRY_INFO_TYPE:
+                continue
+            if value is None:
+                return 0.0
+            duration = find_len_field(status_details, value[0], value[1], 0x0A)
+            if duration is None:
+                return 0.0
+            numbers = _varints(status_details, duration[0], duration[1])
+            return numbers.get(1, 0) + numbers.get(2, 0) / 1e9
+    except MalformedError:
+        return None
+    return None
+
+
+def _varints(data: bytes, pos: int, end: int) -> dict[int, int]:
+    out: dict[int, int] = {}
+    while pos < end:
+        tag, pos = read_tag(data, pos, end)
+        if tag & 7 == 0:
+            out[tag >> 3], pos = read_varint(data, pos, end)
+        else:
+            pos = skip_field(data, tag & 7, pos, end)
+    return out
+
+
+def _export_error(exc: grpc.aio.AioRpcError) -> ExportError:
+    code = exc.code()
+    retry_after = None
+    for key, value in exc.trailing_metadata() or ():
+        if key == _STATUS_DETAILS and isinstance(value, bytes):
+            retry_after = retry_info_delay(value)
+    retryable = code in RETRYABLE_CODES or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after is not None)
+    return ExportError(f"{code.name}: {exc.details() or ''}".strip(), retryable, code.name, retry_after)
 
 
 @dataclass(slots=True)
@@ -214,12 +271,22 @@ class BackendClient:
             asyncio.get_running_loop().create_task(old.close(grace=self._cfg.timeout or 5.0))
             log.info("%s: reloaded TLS credentials", self.endpoint)
 
-    async def export(self, signal: str, payload: bytes, items: int, timeout: float | None = None) -> ExportResult:
-        """Send one serialized export request; raises :class:`ExportError` on failure."""
+    async def export(self, signal: str, payload: bytes, items: int, deadline: float | None = None) -> ExportResult:
+        """Send one serialized export request; raises :class:`ExportError` on failure.
+
+        The call's timeout is ``protocol.otlp.timeout``, shortened to the client's
+        ``deadline`` (``time.monotonic()`` based) when there is one, so the backend
+        sees the same deadline as the client (gRPC propagates it).
+        """
         self._maybe_reload()
         call = self._calls[signal]
-        limit = timeout if timeout is not None else (self._cfg.timeout or None)
+        limit = self._cfg.timeout or None
         start = time.monotonic()
+        if deadline is not None:
+            remaining = deadline - start
+            if remaining <= 0:
+                raise ExportError("DEADLINE_EXCEEDED: the client's deadline passed", True, "DEADLINE_EXCEEDED")
+            limit = remaining if limit is None else min(limit, remaining)
         try:
             response = await call(
                 payload, timeout=limit, metadata=self._metadata, wait_for_ready=self._cfg.wait_for_ready
@@ -227,10 +294,7 @@ class BackendClient:
         except grpc.aio.AioRpcError as exc:
             self._latency.observe((time.monotonic() - start) * 1000)
             self._failed.inc()
-            code = exc.code()
-            raise ExportError(
-                f"{code.name}: {exc.details() or ''}".strip(), code in RETRYABLE_CODES, code.name
-            ) from None
+            raise _export_error(exc) from None
         self._latency.observe((time.monotonic() - start) * 1000)
         self._ok.inc()
         rejected = 0

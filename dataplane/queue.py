@@ -20,10 +20,16 @@ Coalescing: a consumer takes not just the first waiting batch but every waiting
 batch of the same signal behind it, up to ``coalesce.max_size`` bytes, and sends
 them as ONE export (serialized OTLP export requests concatenate on the wire into
 one valid request holding all their resources). With ``coalesce.max_delay`` above
-zero a consumer that finds less than ``max_size`` waits until the oldest batch is
-that old, so parts arriving close together share an export; no part waits longer.
+zero a consumer that finds less than ``max_size`` holds the batch it took (it no
+longer occupies the queue) until enough has arrived or the batch is that old, so
+parts arriving close together share an export; no part waits longer.
 With many backends and small requests this turns N exports per request into a
 few per interval.
+
+With ``block_on_overflow`` the admission waits instead of refusing:
+:meth:`SendingQueue.room_freed` returns an event that is set the next time room
+is freed (a batch taken by a consumer, or the queue emptied), so a waiting
+request re-checks its destination queues only when that can change the answer.
 
 :meth:`SendingQueue.take_all` removes everything still waiting (not in flight);
 the data plane uses it to re-route the queue of a backend that left the ring.
@@ -78,6 +84,7 @@ class SendingQueue:
         self._items: collections.deque[Batch] = collections.deque()
         self._times: collections.deque[float] = collections.deque()  # enqueue time of each batch
         self._grew = asyncio.Event()
+        self._lingering = 0  # consumers holding a batch while they wait for more to join it
         self._queued_items = 0
         self._queued_bytes = 0
         self._in_flight = 0
@@ -86,9 +93,11 @@ class SendingQueue:
         self._idle.set()
         self._consumers: list[asyncio.Task[None]] = []
         self._closed = False
+        self._room = asyncio.Event()
 
     # -- admission ----------------------------------------------------------------------
-    def has_room(self, items: int, nbytes: int) -> bool:
+    def has_room(self, items: int, nbytes: int, batches: int = 1) -> bool:
+        """Whether ``batches`` batches holding ``items`` items in ``nbytes`` bytes fit now."""
         if not self._items:
             return True
         sizer = self._cfg.sizer
@@ -96,7 +105,7 @@ class SendingQueue:
             return self._queued_items + items <= self._cfg.queue_size
         if sizer == "bytes":
             return self._queued_bytes + nbytes <= self._cfg.queue_size
-        return len(self._items) + 1 <= self._cfg.queue_size
+        return len(self._items) + batches <= self._cfg.queue_size
 
     def put(self, batch: Batch) -> None:
         """Enqueue without checking room: callers check :meth:`has_room` first, and
@@ -110,7 +119,8 @@ class SendingQueue:
         self._idle.clear()
         self._changed()
         self._grew.set()
-        self._notify()
+        if not self._lingering:
+            self._notify()
 
     def take_all(self) -> list[Batch]:
         """Remove and return every batch still waiting (in-flight ones stay with their consumer)."""
@@ -122,7 +132,17 @@ class SendingQueue:
         self._queued_bytes = 0
         self._changed()
         self._maybe_idle()
+        self.wake_waiters()
         return taken
+
+    def room_freed(self) -> asyncio.Event:
+        """An event set the next time room is freed in this queue (see the module documentation)."""
+        return self._room
+
+    def wake_waiters(self) -> None:
+        """Wake everyone waiting for room (room was freed, or they must give up: shutdown)."""
+        self._room.set()
+        self._room = asyncio.Event()
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -167,14 +187,18 @@ class SendingQueue:
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
                     raise
-            if self._coalesce.max_delay > 0:
-                await self._linger()
-                if not self._items:
-                    continue
-            batch = self._take()
+            first, born = self._pop()
             self._in_flight += 1
             self._changed()
+            batch = first
             try:
+                if self._coalesce.max_size > len(first.payload):
+                    if self._coalesce.max_delay > 0:
+                        await self._linger(first, born)
+                    batch = self._join(first)
+                    if self._items:
+                        self._notify()  # what did not fit is for another consumer
+                    self._changed()
                 await self._handler(batch)
             except asyncio.CancelledError:
                 raise
@@ -185,40 +209,54 @@ class SendingQueue:
                 self._in_flight -= 1
                 self._maybe_idle()
 
-    async def _linger(self) -> None:
-        """Wait while the queue holds less than one full export and its oldest batch is young."""
-        limit = self._coalesce.max_size
-        while self._items and self._queued_bytes < limit:
-            left = self._times[0] + self._coalesce.max_delay - time.monotonic()
-            if left <= 0:
-                return
-            self._grew.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._grew.wait(), left)
+    def _pop(self) -> tuple[Batch, float]:
+        batch = self._items.popleft()
+        born = self._times.popleft()
+        self._queued_items -= batch.items
+        self._queued_bytes -= len(batch.payload)
+        self.wake_waiters()  # room was freed: requests waiting for it (block_on_overflow) check again
+        return batch, born
 
-    def _take(self) -> Batch:
-        """The first batch, with the batches of its signal behind it concatenated (coalescing)."""
-        first = self._items.popleft()
-        self._times.popleft()
-        self._queued_items -= first.items
-        self._queued_bytes -= len(first.payload)
+    async def _linger(self, first: Batch, born: float) -> None:
+        """Hold ``first`` (taken, so it no longer occupies the queue) until enough has arrived to fill
+        one export or it is ``max_delay`` old. Meanwhile new batches wake no other consumer."""
+        limit = self._coalesce.max_size - len(first.payload)
+        self._lingering += 1
+        try:
+            while self._queued_bytes < limit:
+                left = born + self._coalesce.max_delay - time.monotonic()
+                if left <= 0:
+                    return
+                self._grew.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._grew.wait(), left)
+        except asyncio.CancelledError:
+            # Stopped while holding it: put it back, so whoever stops the queue finds it (take_all).
+            self._items.appendleft(first)
+            self._times.appendleft(born)
+            self._queued_items += first.items
+            self._queued_bytes += len(first.payload)
+            self._budget.charge(len(first.payload))  # the consumer's finally releases it once more
+            raise
+        finally:
+            self._lingering -= 1
+
+    def _join(self, first: Batch) -> Batch:
+        """``first`` with the waiting batches of its signal concatenated behind it, up to max_size."""
         limit = self._coalesce.max_size
         size = len(first.payload)
-        if not self._items or size + len(self._items[0].payload) > limit or self._items[0].signal != first.signal:
-            return first
         payloads = [first.payload]
         items = first.items
         while self._items:
             nxt = self._items[0]
             if nxt.signal != first.signal or size + len(nxt.payload) > limit:
                 break
-            self._items.popleft()
-            self._times.popleft()
-            self._queued_items -= nxt.items
-            self._queued_bytes -= len(nxt.payload)
+            self._pop()
             payloads.append(nxt.payload)
             items += nxt.items
             size += len(nxt.payload)
+        if len(payloads) == 1:
+            return first
         return Batch(first.signal, b"".join(payloads), items)
 
     def _notify(self) -> None:

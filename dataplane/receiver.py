@@ -10,6 +10,7 @@ outcome                                      gRPC                 HTTP
 accepted                                     OK                   200
 malformed protobuf / JSON, bad trace ID      INVALID_ARGUMENT     400
 larger than the configured limit             RESOURCE_EXHAUSTED   413
+one item larger than the export size limit   RESOURCE_EXHAUSTED   413
 queue full, no backends, export failed       UNAVAILABLE          503 + Retry-After
 signal not enabled in the config             UNIMPLEMENTED        404
 unsupported content type / encoding          --                   415
@@ -18,6 +19,15 @@ unsupported content type / encoding          --                   415
 Each refusal is counted in ``ringleader_items_refused_total{reason}`` (and
 ``ringleader_requests_refused_total``) and logged at debug level; the process
 keeps serving.
+
+When the client gives up, the work on its request stops: a gRPC client's
+deadline (``grpc-timeout``) bounds every export made on its behalf and grpcio
+cancels the handler when it passes; an HTTP client that disconnects cancels its
+handler. Such requests are counted as refused with reason ``deadline_exceeded``
+or ``client_cancelled``. A request that was admitted but whose client was gone
+before the answer reached it is counted in
+``ringleader_items_at_least_once_total{reason="late_answer"}``: the client
+will probably send it again.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from typing import Any
 
 import grpc
@@ -47,7 +58,14 @@ HTTP_PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metric
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 # gRPC status codes as numbers, for google.rpc.Status bodies.
-_CODE_NUMBERS = {"INVALID_ARGUMENT": 3, "RESOURCE_EXHAUSTED": 8, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14}
+_CODE_NUMBERS = {
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "RESOURCE_EXHAUSTED": 8,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+}
 
 
 class _Refusal(Exception):
@@ -71,11 +89,26 @@ class Intake:
             for t in ("grpc", "http")
         }
 
-    async def accept(self, signal: str, data: bytes, transport: str) -> None:
-        """Route one request or raise :class:`_Refusal` (already counted)."""
+    async def accept(self, signal: str, data: bytes, transport: str, deadline: float | None = None) -> int:
+        """Route one request or raise :class:`_Refusal` (already counted); the items taken.
+
+        ``deadline``: the client's, as ``time.monotonic()``. If the client gives up
+        meanwhile (this call is cancelled), the refusal is counted and the
+        cancellation goes on.
+        """
         try:
-            await self._accept(signal, data, transport)
-        except (_Refusal, asyncio.CancelledError):
+            return await self._accept(signal, data, transport, deadline)
+        except _Refusal:
+            raise
+        except asyncio.CancelledError:
+            detail = f"the {transport} client gave up"
+            if self.balancer.stopping:
+                reason, detail = "shutting_down", "still in flight when the shutdown grace ended"
+            elif deadline is not None and time.monotonic() >= deadline - 0.05:
+                reason = "deadline_exceeded"
+            else:
+                reason = "client_cancelled"
+            self._refuse(signal, reason, count_items(signal, data), detail)
             raise
         except Exception as exc:
             # A bug must not look like success or vanish: the client gets INTERNAL (not retried
@@ -84,7 +117,13 @@ class Intake:
             self._refuse(signal, "internal_error", count_items(signal, data), repr(exc), transport)
             raise _Refusal("internal_error", grpc.StatusCode.INTERNAL, 500, f"internal error: {exc!r}") from None
 
-    async def _accept(self, signal: str, data: bytes, transport: str) -> None:
+    def answer_too_late(self, signal: str, items: int, transport: str) -> None:
+        """The request was admitted but its client was gone before the answer: it will likely resend."""
+        self.telemetry.record_at_least_once(
+            signal, "late_answer", items, f"admitted, but the {transport} client had given up before the answer"
+        )
+
+    async def _accept(self, signal: str, data: bytes, transport: str, deadline: float | None) -> int:
         if signal not in self.signals:
             self._refuse(
                 signal,
@@ -106,16 +145,36 @@ class Intake:
             key = self.balancer.splitters[signal].key
             self.telemetry.items_missing_key.labels(signal=signal, key=key).inc(split.missing_keys)
         try:
-            await self.balancer.consume(signal, data, route, split)
+            await self.balancer.consume(signal, data, route, split, deadline)
         except RefusedError as exc:
             self._refuse(signal, exc.reason, split.items, str(exc), transport)
             if exc.retryable:
-                raise _Refusal(exc.reason, grpc.StatusCode.UNAVAILABLE, 503, str(exc)) from None
+                # A wait for room that ran into the client's deadline answers what the client's own timer says.
+                late = exc.reason == "deadline_exceeded"
+                status = grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.UNAVAILABLE
+                raise _Refusal(exc.reason, status, 503, str(exc)) from None
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
-            raise _Refusal(
-                exc.reason, code, 400 if code == grpc.StatusCode.INVALID_ARGUMENT else 500, str(exc)
-            ) from None
+            http = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 413}.get(code, 500)
+            raise _Refusal(exc.reason, code, http, str(exc)) from None
         self._received[(signal, transport)].inc(split.items)
+        return split.items
+
+    def hold(self, signal: str, nbytes: int, data: bytes | None = None) -> None:
+        """Charge a request being received to the memory budget, or refuse it (``memory_limit``).
+
+        Release it with :meth:`let_go` once the request is handled.
+        """
+        budget = self.balancer.budget
+        if not budget.try_charge(nbytes):
+            message = (
+                f"memory budget exhausted ({budget.used >> 20} of {budget.data_limit >> 20} MiB of buffered data "
+                "in use); retry later"
+            )
+            self._refuse(signal, "memory_limit", count_items(signal, data) if data is not None else 0, message)
+            raise _Refusal("memory_limit", grpc.StatusCode.UNAVAILABLE, 503, message)
+
+    def let_go(self, nbytes: int) -> None:
+        self.balancer.budget.release(nbytes)
 
     def refuse_too_large(self, signal: str, size: int, limit: int) -> _Refusal:
         message = f"request of {size} bytes exceeds the limit of {limit} bytes"
@@ -128,6 +187,9 @@ class Intake:
 
 # --------------------------------------------------------------------------- gRPC -----
 
+MAX_STREAMS_PER_CONNECTION = 32
+"""Calls one client connection may have in progress (HTTP/2 MAX_CONCURRENT_STREAMS)."""
+
 
 class GRPCReceiver:
     """OTLP/gRPC: the three Export services, taking raw request bytes."""
@@ -138,11 +200,18 @@ class GRPCReceiver:
         # Let grpc accept somewhat more than the limit so that oversize requests reach us and
         # are counted; beyond this hard cap grpc itself refuses them (RESOURCE_EXHAUSTED).
         hard_cap = max(2 * cfg.max_recv_msg_size, cfg.max_recv_msg_size + (1 << 20))
+        # gRPC reads a whole message before the handler can refuse it (then it is charged to the memory
+        # budget, and refused if it does not fit). Limit the calls one connection may have in progress so
+        # that a client cannot make gRPC buffer unboundedly many; further calls wait in the client, with no
+        # error. (grpc's maximum_concurrent_rpcs would answer RESOURCE_EXHAUSTED, which OTLP clients
+        # without RetryInfo treat as permanent, and which could not be counted here.)
+        self.max_streams_per_connection = MAX_STREAMS_PER_CONNECTION
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", hard_cap),
                 ("grpc.max_send_message_length", 4 << 20),
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ]
         )
         for signal, method in METHODS.items():
@@ -161,7 +230,15 @@ class GRPCReceiver:
             try:
                 if len(request) > limit:
                     raise intake.refuse_too_large(signal, len(request), limit)
-                await intake.accept(signal, request, "grpc")
+                remaining = context.time_remaining()
+                deadline = None if remaining is None else time.monotonic() + remaining
+                intake.hold(signal, len(request), request)
+                try:
+                    items = await intake.accept(signal, request, "grpc", deadline)
+                finally:
+                    intake.let_go(len(request))
+                if deadline is not None and time.monotonic() >= deadline:
+                    intake.answer_too_late(signal, items, "grpc")
             except _Refusal as refusal:
                 await context.abort(refusal.code, str(refusal))
             return b""  # an empty Export*ServiceResponse: full success
@@ -226,12 +303,17 @@ def _decompress_refusal(exc: DecompressError) -> _Refusal:
     return _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc))
 
 
+def _refusal_body(refusal: _Refusal, as_json: bool) -> bytes:
+    return _status_body(_CODE_NUMBERS.get(refusal.code.name, 13), str(refusal), as_json)
+
+
 class HTTPReceiver:
     """OTLP/HTTP: POST /v1/traces, /v1/logs, /v1/metrics with protobuf or JSON bodies."""
 
-    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig) -> None:
+    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig, shutdown_timeout: float = 60.0) -> None:
         self._intake = intake
         self._cfg = cfg
+        self._shutdown_timeout = shutdown_timeout
         self.app = web.Application(client_max_size=cfg.max_request_body_size)
         for path in HTTP_PATHS:
             self.app.router.add_post(path, self._handle)
@@ -242,7 +324,17 @@ class HTTPReceiver:
         host, port = listen_address(self._cfg.endpoint)
         # aiohttp would inflate gzip/deflate bodies itself, unbounded: leave it to
         # dataplane.decompress, which is bounded by the size limit and knows zstd and snappy too.
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
+        # handler_cancellation: a client that disconnects cancels its handler, and with it the exports
+        # made on its behalf (without a sending queue) or its wait for room (block_on_overflow).
+        # shutdown_timeout: how long stop() lets in-flight requests finish before cancelling them.
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            handler_cancellation=True,
+            shutdown_timeout=self._shutdown_timeout,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
@@ -251,8 +343,19 @@ class HTTPReceiver:
         self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
+        """Stop listening; in-flight requests get up to ``shutdown_timeout``, then are cancelled."""
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @staticmethod
+    def _refusal_response(refusal: _Refusal, as_json: bool) -> web.Response:
+        headers = {"Retry-After": "1"} if refusal.http == 503 else {}
+        return web.Response(
+            status=refusal.http,
+            body=_refusal_body(refusal, as_json),
+            content_type="application/json" if as_json else "application/x-protobuf",
+            headers=headers,
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         signal = HTTP_PATHS[request.path]
@@ -270,6 +373,24 @@ class HTTPReceiver:
                 )
             if request.content_length is not None and request.content_length > limit:
                 raise self._intake.refuse_too_large(signal, request.content_length, limit)
+            # The body and what it becomes (decompressed up to the limit; JSON parsed into objects;
+            # the parts) are charged before it is read: a request that does not fit is refused unread.
+            encoded = request.headers.get("Content-Encoding", "").lower().strip() not in ("", "identity")
+            length = request.content_length
+            # (an estimate for compressed and JSON bodies, corrected once they are decoded)
+            held = [2 * limit] if length is None else [(4 if as_json or encoded else 2) * length]
+            self._intake.hold(signal, held[0])
+        except _Refusal as refusal:
+            return self._refusal_response(refusal, as_json)
+        try:
+            return await self._handle_held(request, signal, as_json, limit, held)
+        finally:
+            self._intake.let_go(held[0])
+
+    async def _handle_held(
+        self, request: web.Request, signal: str, as_json: bool, limit: int, held: list[int]
+    ) -> web.StreamResponse:
+        try:
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
@@ -287,15 +408,15 @@ class HTTPReceiver:
             except _Refusal as refusal:
                 self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
                 raise
-            await self._intake.accept(signal, data, "http")
+            needed = len(body) + 2 * len(data)  # the decoded body, the request and its parts
+            if needed > held[0]:
+                self._intake.hold(signal, needed - held[0])
+                held[0] = needed
+            items = await self._intake.accept(signal, data, "http")
+            if request.transport is None or request.transport.is_closing():
+                self._intake.answer_too_late(signal, items, "http")
         except _Refusal as refusal:
-            headers = {"Retry-After": "1"} if refusal.http == 503 else {}
-            return web.Response(
-                status=refusal.http,
-                body=_status_body(_CODE_NUMBERS.get(refusal.code.name, 13), str(refusal), as_json),
-                content_type="application/json" if as_json else "application/x-protobuf",
-                headers=headers,
-            )
+            return self._refusal_response(refusal, as_json)
         if as_json:
             return web.Response(body=b"{}", content_type="application/json")
         return web.Response(body=b"", content_type="application/x-protobuf")

@@ -9,20 +9,28 @@ each backend (``protocol.otlp``). Ringleader keeps that shape:
 - ``retry_on_failure``: a loop that re-splits and retries **only the parts that
   failed**, with the current ring; parts already delivered or admitted are never
   sent again (upstream #47600 re-sends the whole request);
-- ``timeout``: the limit of one attempt.
+- ``timeout``: the limit of one attempt of one part: a slow backend's part times
+  out and is retried alone, the parts other backends accepted are done with.
+
+A part retried after an attempt with an unknown outcome (a timeout: the backend
+may have processed it) is counted in
+``ringleader_items_at_least_once_total{reason="unknown_outcome"}``. Retries stop
+at the client's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from .admission import Admission
 from .backends import Route
 from .backoff import backoff_for
 from .config_model import LoadBalancingConfig
-from .delivery import PartFailure
+from .delivery import UNKNOWN_OUTCOME, PartFailure, Progress
+from .memory import MemoryBudget
 from .queue import Batch, SendingQueue
 from .routing import Split, Splitter
 from .telemetry import Telemetry
@@ -41,6 +49,7 @@ class RequestRetry:
         admission: Admission,
         route: Callable[[], Route | None],
         stopping: Callable[[], bool],
+        budget: MemoryBudget | None = None,
     ) -> None:
         self._cfg = cfg
         self._splitters = splitters
@@ -50,7 +59,7 @@ class RequestRetry:
         self._stopping = stopping
         self.queue: SendingQueue | None = None
         if cfg.sending_queue.enabled:
-            self.queue = SendingQueue("loadbalancer", cfg.sending_queue, self._deliver_queued)
+            self.queue = SendingQueue("loadbalancer", cfg.sending_queue, self._deliver_queued, budget=budget)
 
     def start(self) -> None:
         if self.queue is not None:
@@ -62,9 +71,20 @@ class RequestRetry:
             reason = "retries_exhausted" if f.retryable else f.code
             self._telemetry.record_failed("loadbalancer", f.batch.signal, reason, f.batch.items, f.message)
 
-    async def deliver(self, batch: Batch, route: Route | None, split: Split | None) -> list[PartFailure]:
-        """The exporter-level retry loop: only the parts that failed are re-routed and retried."""
+    async def deliver(
+        self,
+        batch: Batch,
+        route: Route | None,
+        split: Split | None,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[PartFailure]:
+        """The exporter-level retry loop: only the parts that failed are re-routed and retried.
+
+        ``deadline``: the client's (``time.monotonic()``); no retry starts after it.
+        """
         delays = backoff_for(self._cfg.retry_on_failure)
+        timeout = self._cfg.timeout or None
         pending: list[tuple[Batch, Route | None, Split | None]] = [(batch, route, split)]
         final: list[PartFailure] = []
         while True:
@@ -76,21 +96,17 @@ class RequestRetry:
                         failures.append(PartFailure(b, True, "no_backends", "no backends are available"))
                         continue
                     s = self._splitters[b.signal].split(b.payload, r.ring.lookup)
-                attempt = self._admission.dispatch(b.signal, r, s, b)
-                if self._cfg.timeout:
-                    try:
-                        failures.extend(await asyncio.wait_for(attempt, self._cfg.timeout))
-                    except TimeoutError:
-                        failures.append(PartFailure(b, True, "DEADLINE_EXCEEDED", "exporter timeout"))
-                else:
-                    failures.extend(await attempt)
+                failures.extend(await self._admission.dispatch(b.signal, r, s, b, timeout, deadline, progress))
             final.extend(f for f in failures if not f.retryable)
             retry = [f for f in failures if f.retryable]
             if not retry:
                 return final
             delay = None if self._stopping() else next(delays, None)
-            if delay is None:
+            if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
                 return final + retry
             log.debug("retrying %d failed part(s) in %.2fs", len(retry), delay)
             await asyncio.sleep(delay)
+            for f in retry:
+                if f.code in UNKNOWN_OUTCOME:
+                    self._telemetry.record_at_least_once(f.batch.signal, "unknown_outcome", f.batch.items, f.message)
             pending = [(f.batch, None, None) for f in retry]

@@ -10,6 +10,10 @@ told it was accepted. Each re-routed item is counted in
 If no backend is left at all, the batches wait as *orphans* (shown in
 ``/debug/ring``) until a backend appears again, or shutdown counts them as
 dropped.
+
+Re-routed parts and orphans stay charged to the memory budget
+(:mod:`dataplane.memory`): they were accepted already, so they are charged
+without a check, but they only move, so the total stays what admission let in.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 from collections.abc import Callable
 
 from .backends import Backend, Route
+from .memory import MemoryBudget
 from .queue import Batch
 from .routing import Splitter
 from .telemetry import Telemetry
@@ -34,7 +39,9 @@ class Rerouter:
         telemetry: Telemetry,
         route: Callable[[], Route | None],
         send_direct: Callable[[Backend, Batch], None],
+        budget: MemoryBudget | None = None,
     ) -> None:
+        self._budget = budget or MemoryBudget.unlimited()
         self._splitters = splitters
         self._telemetry = telemetry
         self._route = route
@@ -49,6 +56,8 @@ class Rerouter:
         """Hand batches accepted for a departed backend to their new owners."""
         route = self._route()
         if route is None:
+            for batch in batches:
+                self._budget.charge(len(batch.payload))
             self._orphans.extend(batches)
             return
         for batch in batches:
@@ -60,6 +69,7 @@ class Rerouter:
                 if backend.queue is not None:
                     backend.queue.put(part)  # already accepted: never refused for room
                 else:
+                    self._budget.charge(len(part.payload))  # released when the export is done
                     self._send_direct(backend, part)
 
     def adopt_orphans(self) -> None:
@@ -68,7 +78,11 @@ class Rerouter:
             orphans, self._orphans = self._orphans, []
             log.info("re-routing %d orphaned batch(es) to the new backend set", len(orphans))
             self.reroute(orphans)
+            for batch in orphans:
+                self._budget.release(len(batch.payload))
 
     def take_orphans(self) -> list[Batch]:
         orphans, self._orphans = self._orphans, []
+        for batch in orphans:
+            self._budget.release(len(batch.payload))
         return orphans

@@ -46,9 +46,9 @@ async def drain(
     except TimeoutError:
         log.warning("drain deadline of %.1fs passed with data still queued", drain_timeout)
     for q in queues:
-        for batch in q.take_all():
-            telemetry.record_failed(q.name, batch.signal, "shutdown", batch.items, "drain deadline")
         await q.stop()  # in-flight batches are counted by their consumer on cancellation
+        for batch in q.take_all():  # waiting ones (and any a coalescing consumer held) are counted here
+            telemetry.record_failed(q.name, batch.signal, "shutdown", batch.items, "drain deadline")
     for batch in rerouter.take_orphans():
         telemetry.record_failed("none", batch.signal, "shutdown", batch.items, "no backend before shutdown")
     await tasks.cancel()

@@ -22,6 +22,10 @@ Ringleader's additions are prefixed ``ringleader_``:
   ``ringleader_items_failed_total{endpoint,signal,reason}``: final outcome per
   backend. A *failed* item is data lost after it was accepted; each one is also
   logged with its reason.
+- ``ringleader_items_at_least_once_total{signal,reason}``: items that may reach
+  a backend more than once, in the cases the delivery contract names
+  (``unknown_outcome``, ``partial_delivery``, ``late_answer``; see
+  docs/operations.md).
 - ``ringleader_items_rerouted_total{signal}``: queued items moved to a new owner
   because their backend left the ring.
 - ``ringleader_items_missing_key_total{signal,key}``: items routed by a fallback
@@ -34,9 +38,9 @@ Ringleader's additions are prefixed ``ringleader_``:
 - ``ringleader_memory_buffered_bytes`` / ``ringleader_memory_data_limit_bytes``: data held
   against the memory budget (:mod:`dataplane.memory`).
 
-Series labelled with an endpoint are removed when that backend leaves the set
-(:meth:`Telemetry.forget_endpoint`), so a churning backend set does not grow the
-exposition forever.
+Series labelled with an endpoint are removed a minute after that backend left the
+set (:meth:`Telemetry.forget_endpoint`), so a churning backend set does not grow the
+exposition forever; sums across endpoints of the counters therefore drop then.
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 # Repeated refusals/drops of one kind are summarised in the log at most this often (seconds).
 LOG_INTERVAL = 10.0
 
+# Series of a departed backend are removed this long after it retired (seconds): long enough for a
+# Prometheus scrape to see their last values, so rate() and increase() lose nothing.
+FORGET_DELAY = 60.0
+
 # Upstream records backend latency in milliseconds.
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
@@ -65,7 +73,8 @@ _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 100
 class Telemetry:
     """Every metric the data plane exports, on one private registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, forget_delay: float = FORGET_DELAY) -> None:
+        self.forget_delay = forget_delay
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # --- upstream-compatible names -------------------------------------------------
@@ -131,6 +140,12 @@ class Telemetry:
             ["endpoint", "signal", "reason"],
             registry=r,
         )
+        self.items_at_least_once = Counter(
+            "ringleader_items_at_least_once",
+            "Items that may reach a backend more than once, by reason (the delivery contract's cases).",
+            ["signal", "reason"],
+            registry=r,
+        )
         self.items_rerouted = Counter(
             "ringleader_items_rerouted",
             "Queued items re-routed because their backend left the ring.",
@@ -188,12 +203,6 @@ class Telemetry:
             "ringleader_backend_ejections_skipped",
             "Ejections not done because max_ejected_percent (or the last backend) forbade them.",
             ["endpoint"],
-            registry=r,
-        )
-        self.items_possibly_duplicated = Counter(
-            "ringleader_items_possibly_duplicated",
-            "Items sent again after an attempt whose outcome is unknown (at-least-once cases).",
-            ["signal", "reason"],
             registry=r,
         )
         self.memory_buffered = Gauge(
@@ -307,6 +316,16 @@ class Telemetry:
             items,
             detail,
             f"dropped {{items}} {signal} item(s) in {{events}} batch(es) for {endpoint}",
+        )
+
+    def record_at_least_once(self, signal: str, reason: str, items: int, detail: str = "") -> None:
+        """Count items that may be delivered twice (a documented at-least-once case) and log it."""
+        self.items_at_least_once.labels(signal=signal, reason=reason).inc(items)
+        self._log_limited(
+            ("at_least_once", signal, reason),
+            items,
+            detail,
+            f"{{items}} {signal} item(s) in {{events}} request(s) may reach a backend twice",
         )
 
     def _log_limited(self, key: tuple[str, ...], items: int | None, detail: str, what: str) -> None:

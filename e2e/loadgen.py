@@ -419,6 +419,7 @@ class PacedTraces:
         spans_per_trace: int = 4,
         services: tuple[str, ...] = ("frontend", "checkout", "payment", "inventory"),
         protocol: str = "grpc",
+        schedule_delay: float = 0.5,
     ) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -460,8 +461,8 @@ class PacedTraces:
             provider.add_span_processor(
                 BatchSpanProcessor(
                     Recording(otlp_span_exporter(endpoint, protocol)),
-                    max_export_batch_size=64,
-                    schedule_delay_millis=100,
+                    max_export_batch_size=512,
+                    schedule_delay_millis=int(schedule_delay * 1000),
                     max_queue_size=200_000,
                 )
             )

@@ -336,14 +336,18 @@ def grpc_export(target: str, signal_name: str, payload: bytes, timeout: float = 
 
 
 def http_post(
-    url: str, body: bytes, content_type: str = "application/x-protobuf", headers: dict[str, str] | None = None
+    url: str,
+    body: bytes,
+    content_type: str = "application/x-protobuf",
+    headers: dict[str, str] | None = None,
+    timeout: float = 15,
 ) -> tuple[int, dict[str, str], bytes]:
     """POST raw bytes; (status, response headers, response body) whatever the status."""
     req = urllib.request.Request(
         url, data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})}
     )
     try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()

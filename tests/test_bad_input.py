@@ -388,7 +388,8 @@ def test_log_records_routed_by_trace_id_refuse_wrong_length_ids_and_count_missin
         _assert_serves(dp, [sink])
         # Only the accepted request's three records were exported.
         wait_until(lambda: dp.metric("ringleader_items_exported_total", signal="logs") == 3, 10, what="3 exported")
-        assert len(sink.records()) == 1 + 2  # the logs request and _assert_serves' two traces requests
+        # One logs request reached the backend (_assert_serves' traces may share one export: coalescing).
+        assert [sig for sig, _ in sink.records()].count("logs") == 1
     finally:
         dp.stop()
         sink.stop()

@@ -194,8 +194,11 @@ class CloudMapSource:
 
 
 def dataplane_config(source: BackendSource, export_timeout: str = "5s") -> dict[str, Any]:
-    # Two consumers per backend queue: a slow backend then builds a backlog within a second.
-    cfg = static_config([], otlp={"timeout": export_timeout, "sending_queue": {"num_consumers": 2}})
+    # Two consumers per backend queue: a slow backend then builds a backlog within a second. Coalescing
+    # off: a free consumer would take the whole backlog as one export, leaving nothing queued to re-route.
+    cfg = static_config(
+        [], otlp={"timeout": export_timeout, "sending_queue": {"num_consumers": 2}}, coalesce={"max_size": 0}
+    )
     cfg["exporters"]["loadbalancing"]["resolver"] = source.resolver_config()
     return cfg
 

@@ -8,7 +8,10 @@ whatever is left as dropped with reason ``shutdown``, and exits 0:
   by the time the process has exited (checked after exit, without waiting);
 - a dead backend and a short deadline: the process exits 0 once the deadline
   has passed (plus a little slack), and the log accounts for every undelivered
-  item (the metrics endpoint is gone by then, so the log line is the record).
+  item (the metrics endpoint is gone by then, so the log line is the record);
+- a request still in flight in a receiver (a hung backend, no queue): the
+  drain deadline covers the receivers too, so the process exits 0 by the
+  deadline (plus slack) instead of waiting for the request.
 
 ``ringleader-dataplane --check-config`` validates a file without starting
 anything: exit 0 on a good file, exit 2 and one line naming the key path on a
@@ -17,12 +20,14 @@ bad one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -72,6 +77,9 @@ def test_sigterm_delivers_everything_queued_before_exiting_0(tmp_path: Path) -> 
     cfg = static_config(
         [slow.endpoint, fast.endpoint],
         otlp={"timeout": "5s", "sending_queue": {"num_consumers": 1, "queue_size": 1000}},
+        # One batch per export, so the backlog takes several 0.4 s exports to drain (coalescing would send it
+        # as one and the process could be gone before the test has looked at it draining).
+        coalesce={"max_size": 0},
     )
     cfg["shutdown"] = {"drain_timeout": "60s"}
     dp = DataPlaneProcess(tmp_path, cfg).start()
@@ -146,6 +154,43 @@ def test_sigterm_with_a_dead_backend_exits_0_at_the_deadline_and_logs_what_it_dr
         assert sum(n for n, _ in dropped) == items
     finally:
         dp.stop()
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_sigterm_honours_the_drain_timeout_in_total_with_a_request_in_flight(tmp_path: Path, transport: str) -> None:
+    arrivals = tmp_path / "hung.arrivals"
+    hung = SinkProcess(tmp_path, "hung", "--delay", "120", "--arrivals", str(arrivals)).start()
+    cfg = static_config(
+        [hung.endpoint],
+        otlp={"timeout": "100s", "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}},
+    )
+    drain = 2.0
+    cfg["shutdown"] = {"drain_timeout": f"{drain:g}s"}
+    dp = DataPlaneProcess(tmp_path, cfg).start()
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # the data plane may close the connection as it exits
+            if transport == "http":
+                http_post(f"{dp.http_endpoint}/v1/traces", trace_request(_ids(3)), timeout=120)
+            else:
+                grpc_export(dp.grpc_endpoint, "traces", trace_request(_ids(3)), timeout=120)
+
+    client = threading.Thread(target=send, daemon=True)
+    try:
+        client.start()
+        # The request is in flight: its part reached the backend, which will not answer for 120 s.
+        wait_until(arrivals.exists, 20, what="the request to reach the backend")
+        assert dp.proc is not None
+        started = time.monotonic()
+        dp.proc.send_signal(signal.SIGTERM)
+        returncode = dp.proc.wait(drain + 5)
+        elapsed = time.monotonic() - started
+        assert returncode == 0
+        assert elapsed < drain + 5, f"exited after {elapsed:.1f}s, the drain deadline is {drain}s"
+        assert "refused 3 traces item(s) in 1 request(s): shutting_down" in dp.log.read_text()
+    finally:
+        dp.stop()
+        hung.stop()
 
 
 # --------------------------------------------------------------------- --check-config -----

@@ -46,9 +46,9 @@ A Grafana Alloy file (``*.alloy``) is read as the collector config it describes
 (``_alloy``).
 
 Layout: one private module per part of the file (``_receivers``, ``_exporters``,
-``_resolvers``, ``_otlp``, ``_sending``, ``_service``, ``_collector``,
-``_telemetry``, ``_shutdown``) over the shared layers that read it (``_yaml``,
-``_env``, ``_units``, ``_values``, ``_components``).
+``_resolvers``, ``_otlp``, ``_sending``, ``_coalesce``, ``_ejection``, ``_service``,
+``_collector``, ``_telemetry``, ``_shutdown``, ``_memory``, ``_alloy``) over the shared
+layers that read it (``_yaml``, ``_env``, ``_units``, ``_values``, ``_components``).
 """
 
 from __future__ import annotations
@@ -57,12 +57,13 @@ import os
 from pathlib import Path
 from typing import cast
 
-from ..config_model import Config, MemoryConfig
+from ..config_model import Config
 from ._alloy import alloy_to_collector
 from ._collector import check_connectors, parse_extensions, parse_processors
 from ._env import expand
 from ._errors import ConfigError
 from ._exporters import parse_exporters
+from ._memory import parse_memory
 from ._receivers import parse_receivers
 from ._service import enabled_signals, read_service
 from ._shutdown import parse_shutdown
@@ -82,6 +83,7 @@ _TOP_LEVEL = (
     "connectors",
     "telemetry",
     "shutdown",
+    "memory",
 )
 
 
@@ -104,13 +106,14 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     telemetry = parse_telemetry(root.get("telemetry"), service.telemetry)
     health_check = parse_extensions(root, service, telemetry.endpoint)
     shutdown = parse_shutdown(root.get("shutdown"))
+    memory = parse_memory(root.get("memory"), memory_limit)
     root.done()
     return Config(
         receivers=receivers,
         exporter=lb,
         telemetry=telemetry,
         shutdown=shutdown,
-        memory=MemoryConfig(limit=memory_limit),
+        memory=memory,
         signals=signals,
         health_check=health_check,
         receiver_id=receiver_id,

@@ -7,7 +7,9 @@ from ..config_model import (
     OTLPExporterConfig,
 )
 from ..ring import ALGORITHMS
+from ._coalesce import parse_coalesce
 from ._collector import IGNORED_EXPORTERS, pick_component
+from ._ejection import parse_ejection
 from ._errors import ConfigError, join
 from ._otlp import parse_otlp
 from ._resolvers import RESOLVERS, parse_resolver
@@ -54,6 +56,8 @@ def _parse_loadbalancing(lb: Map) -> LoadBalancingConfig:
             if key != "otlp":
                 raise ConfigError(protocol_block.child(key).path, "unsupported protocol (only otlp is supported)")
     ring = lb.get("ring_algorithm")
+    coalesce = parse_coalesce(lb.get("coalesce"))
+    ejection = parse_ejection(lb.get("ejection"))
     lb.done(
         {
             "queue": "unknown key; the queue setting is called sending_queue",
@@ -69,4 +73,6 @@ def _parse_loadbalancing(lb: Map) -> LoadBalancingConfig:
         retry_on_failure=retry,
         protocol=protocol,
         ring_algorithm=ring.choice(ALGORITHMS) if ring else "ringleader",
+        coalesce=coalesce,
+        ejection=ejection,
     )

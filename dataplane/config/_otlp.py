@@ -68,6 +68,7 @@ def parse_otlp(block: Map) -> OTLPExporterConfig:
     read_buf = block.get("read_buffer_size")
     write_buf = block.get("write_buffer_size")
     user_agent = block.get("user_agent")
+    max_request = block.get("max_request_size")
     block.done(_UNSUPPORTED_OTLP)
     return OTLPExporterConfig(
         timeout=timeout.duration() if timeout else defaults.timeout,
@@ -83,6 +84,7 @@ def parse_otlp(block: Map) -> OTLPExporterConfig:
         read_buffer_size=(read_buf.size() or None) if read_buf else defaults.read_buffer_size,
         write_buffer_size=(write_buf.size() or None) if write_buf else defaults.write_buffer_size,
         user_agent=user_agent.string() if user_agent else "",
+        max_request_size=max_request.size(positive=True) if max_request else defaults.max_request_size,
     )
 
 
