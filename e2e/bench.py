@@ -215,7 +215,7 @@ def run_case(work: Path, case: Case, requests: list[bytes], count: int, concurre
             "spans_per_wall_s": spans / wall,
             "peak_rss_mib": sum(peaks.values()),
             "main_peak_rss_mib": peaks.get(pid, 0.0),
-            "exports": dp.metric("otelcol_loadbalancer_backend_outcome_total"),
+            "exports": dp.metric("otelcol_loadbalancer_backend_outcome"),
             "refused_spans": dp.metric("ringleader_items_refused_total"),
             "failed": dp.metric("ringleader_items_failed_total"),
         }

@@ -41,7 +41,7 @@ def test_a_request_larger_than_the_backend_limit_is_cut_before_queueing_and_deli
         spans = Counter(sid for _, sid, _, _ in spans_of(requests))
         assert len(spans) == 40_000 and max(spans.values()) == 1
         assert dp.metric("ringleader_items_failed_total") == 0
-        assert dp.metric("otelcol_loadbalancer_backend_outcome_total", success="false") == 0
+        assert dp.metric("otelcol_loadbalancer_backend_outcome", success="false") == 0
     finally:
         dp.stop()
         sink.stop()
@@ -77,7 +77,7 @@ def test_resource_exhausted_without_retry_info_is_not_retried(tmp_path: Path) ->
             20,
             what="the permanent failure to be counted",
         )
-        assert dp.metric("otelcol_loadbalancer_backend_outcome_total", success="false") == 1
+        assert dp.metric("otelcol_loadbalancer_backend_outcome", success="false") == 1
         assert dp.metric("ringleader_queue_items") == 0
     finally:
         dp.stop()

@@ -34,7 +34,7 @@ def _run(tmp_path: Path, coalesce: dict[str, object]) -> tuple[list[bytes], int]
         counts = collections.Counter(sid for _, sid, _, _ in spans_of(sink.records()))
         assert set(counts) == wanted and max(counts.values()) == 1, "lost or duplicated spans"
         assert dp.metric("ringleader_items_exported_total") == 100
-        return [payload for _, payload in sink.records()], int(dp.metric("otelcol_loadbalancer_backend_outcome_total"))
+        return [payload for _, payload in sink.records()], int(dp.metric("otelcol_loadbalancer_backend_outcome"))
     finally:
         dp.stop()
         sink.stop()

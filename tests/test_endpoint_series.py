@@ -81,7 +81,7 @@ async def _scenario(stays: str, leaves: str) -> None:
     after = telemetry.render().decode()
     for name in (
         "ringleader_items_exported_total",
-        "otelcol_loadbalancer_backend_outcome_total",
+        "otelcol_loadbalancer_backend_outcome",
         "otelcol_loadbalancer_backend_latency_count",
         "ringleader_ring_share",
         "ringleader_queue_size",
