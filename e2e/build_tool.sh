@@ -14,7 +14,7 @@ set -euo pipefail
 
 main() {
   local name="${1:-}"
-  local module version check
+  local module version check tags=""
   case "$name" in
     helm)
       version="${RINGLEADER_HELM_VERSION:-v3.22.0}"
@@ -26,6 +26,9 @@ main() {
       version="${RINGLEADER_PROMETHEUS_VERSION:-v0.316.0}"
       module="github.com/prometheus/prometheus/cmd/promtool"
       check=(--version)
+      # Rule checks and rule unit tests need no service discovery; Prometheus's own build tag leaves
+      # every SD plugin (cloud SDKs, client-go, ...) out: ~3 CPU-minutes cold instead of ~15.
+      tags="remove_all_sd"
       ;;
     -h|--help|"") sed -n '2,13p' "$0"; [[ -n "$name" ]]; exit $? ;;
     *) echo "build_tool.sh: unknown tool '$name' (known: helm, promtool)" >&2; exit 2 ;;
@@ -62,7 +65,7 @@ main() {
     # What helm's Makefile stamps, so `helm version` reports the release instead of "main".
     ldflags+=" -X helm.sh/helm/v3/internal/version.version=$version"
   fi
-  GOBIN="$tmp" go install -ldflags "$ldflags" "$module@$version" >&2
+  GOBIN="$tmp" go install -tags "${tags:-}" -ldflags "$ldflags" "$module@$version" >&2
   "$tmp/$name" "${check[@]}" >/dev/null
   mv -f "$tmp/$name" "$bin"
   echo "build_tool: $name $version built in $((SECONDS - started))s: $bin" >&2
