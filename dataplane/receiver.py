@@ -93,7 +93,7 @@ class Intake:
         try:
             route, split = self.balancer.split(signal, data)
         except MalformedError as exc:
-            self._refuse(signal, "malformed", 0, str(exc))
+            self._refuse(signal, "malformed", None, str(exc))
             raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, f"malformed request: {exc}") from None
         except InvalidRequestError as exc:
             self._refuse(signal, exc.reason, count_items(signal, data), str(exc))
@@ -115,10 +115,10 @@ class Intake:
 
     def refuse_too_large(self, signal: str, size: int, limit: int) -> _Refusal:
         message = f"request of {size} bytes exceeds the limit of {limit} bytes"
-        self._refuse(signal, "too_large", 0, message)
+        self._refuse(signal, "too_large", None, message)
         return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, message)
 
-    def _refuse(self, signal: str, reason: str, items: int, detail: str) -> None:
+    def _refuse(self, signal: str, reason: str, items: int | None, detail: str) -> None:
         self.telemetry.record_refused(signal, reason, items, detail)
 
 
@@ -257,7 +257,7 @@ class HTTPReceiver:
         limit = self._cfg.max_request_body_size
         try:
             if content_type not in ("application/x-protobuf", "application/json"):
-                self._intake.telemetry.record_refused(signal, "unsupported_media_type", 0, content_type)
+                self._intake.telemetry.record_refused(signal, "unsupported_media_type", None, content_type)
                 raise _Refusal(
                     "unsupported_media_type",
                     grpc.StatusCode.INVALID_ARGUMENT,
@@ -278,10 +278,10 @@ class HTTPReceiver:
                 self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
                 raise refusal from None
             except MalformedError as exc:
-                self._intake.telemetry.record_refused(signal, "malformed", 0, str(exc))
+                self._intake.telemetry.record_refused(signal, "malformed", None, str(exc))
                 raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None
             except _Refusal as refusal:
-                self._intake.telemetry.record_refused(signal, refusal.reason, 0, str(refusal))
+                self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
                 raise
             await self._intake.accept(signal, data, "http")
         except _Refusal as refusal:

@@ -311,3 +311,34 @@ def test_two_prometheus_readers_are_refused_at_the_second() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(_with_service_telemetry({"metrics": {"readers": [reader, other]}}))
     assert info.value.key_path == "service.telemetry.metrics.readers[1].pull.exporter.prometheus"
+
+
+def test_the_health_endpoint_is_503_until_serving_and_again_once_stopping() -> None:
+    import asyncio
+
+    from dataplane.health import HealthServer
+
+    async def scenario() -> list[int]:
+        serving = False
+        server = HealthServer(HealthCheckConfig(endpoint="127.0.0.1:0", path="/health"), lambda: serving)
+        await server.start()
+        try:
+
+            def get(path: str) -> int:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as resp:
+                        return int(resp.status)
+                except urllib.error.HTTPError as exc:
+                    return exc.code
+
+            seen = [await asyncio.to_thread(get, "/health")]
+            serving = True
+            seen.append(await asyncio.to_thread(get, "/health"))
+            seen.append(await asyncio.to_thread(get, "/other"))  # a set path answers only there
+            serving = False
+            seen.append(await asyncio.to_thread(get, "/health"))
+            return seen
+        finally:
+            await server.stop()
+
+    assert asyncio.run(scenario()) == [503, 200, 404, 503]
