@@ -185,6 +185,12 @@ def test_native_survives_every_truncation_of_a_request(signal: str, key: str) ->
         _assert_identical(*_both(signal, key, payload[:cut], "ringleader", 3, 0))
 
 
+def test_a_rust_panic_surfaces_as_a_python_exception_not_an_abort() -> None:
+    with pytest.raises(BaseException, match="panic probe") as raised:
+        _native._panic_probe()
+    assert type(raised.value).__name__ == "PanicException"
+
+
 def _nested(levels: int) -> bytes:
     """A Resource whose service.name is an AnyValue nested ``levels`` arrays deep (built by hand:
     the runtime refuses to serialize what it would refuse to parse)."""

@@ -115,11 +115,19 @@ impl PyWireSplitter {
     }
 }
 
+/// Panics on purpose, on the same lock-free path a split runs on: the tests call it to
+/// prove a Rust panic reaches Python as `PanicException` (the build unwinds, never aborts).
+#[pyfunction]
+fn _panic_probe(py: Python<'_>) {
+    py.detach(|| panic!("panic probe"));
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRingTable>()?;
     m.add_class::<PyWireSplitter>()?;
+    m.add_function(wrap_pyfunction!(_panic_probe, m)?)?;
     m.add("MalformedInput", m.py().get_type::<MalformedInput>())?;
     m.add("InvalidInput", m.py().get_type::<InvalidInput>())?;
     Ok(())
