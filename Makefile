@@ -101,4 +101,4 @@ ring-table: venv
 	$(BIN)/python -m e2e.ring_table
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info dataplane/_native*.so

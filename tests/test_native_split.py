@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import functools
 import random
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from dataplane import _native
@@ -38,7 +40,14 @@ from dataplane.routing import DecodeSplitter, InvalidRequestError, Split, WireSp
 from dataplane.routing._native_split import NativeSplitter, ring_table
 from dataplane.wire import MalformedError
 from tests.otlpgen import ROUTING_ATTRIBUTES, SIGNALS, WIRE_KEYS, enc_len, requests
-from tests.test_routing_properties import PROPERTY_SETTINGS, _envelope, assert_same_split
+from tests.test_routing_properties import (
+    PROPERTY_SETTINGS,
+    _envelope,
+    _item,
+    _resource,
+    _with_unknown_fields,
+    assert_same_split,
+)
 from tests.test_wire_fuzz import FUZZ_SETTINGS, fuzz_inputs
 
 RING_SIZES = (1, 3, 5)
@@ -153,6 +162,37 @@ def test_native_refuses_a_trace_id_of_the_wrong_length_with_every_key(signal: st
         _assert_identical(native, python)
 
 
+def _hand_built(signal: str) -> dict[str, bytes]:
+    """Inputs the runtime accepts but serializers do not write (tests/test_routing_properties.py's)."""
+    group = enc_len(1, _resource("svc")) + enc_len(2, enc_len(2, _item(signal, 1)))
+    big = KeyValue(key="big", value=AnyValue(string_value="x" * (3 << 20)))
+    huge = _item(signal, 1, attributes=[big]) if signal != "metrics" else _item(signal, 1, metadata=[big])
+    many = b"".join(enc_len(2, _item(signal, i)) for i in range(3000))
+    return {
+        "unknown fields at every level": _with_unknown_fields(signal),
+        **{
+            f"padded tags ({t}) and lengths ({n})": _envelope(signal, t, n) for t, n in ((1, 2), (1, 5), (2, 1), (5, 3))
+        },
+        "a 3 MiB item between 3000 small ones": enc_len(1, enc_len(2, many + enc_len(2, huge) + many)),
+        "two resources and two schema URLs": enc_len(
+            1, enc_len(1, _resource("a")) + group + enc_len(3, b"u1") + enc_len(3, b"u2")
+        ),
+        "field number 0 in a scope group": enc_len(1, enc_len(2, b"\x02\x00" + enc_len(2, _item(signal, 1)))),
+        "a group at request level": b"\x2b\x08\x01\x2c" + enc_len(1, group),
+    }
+
+
+@pytest.mark.parametrize(("signal", "key"), WIRE_KEYS)
+def test_native_splits_hand_built_inputs_like_the_wire_path(signal: str, key: str) -> None:
+    for name, payload in _hand_built(signal).items():
+        for backends in RING_SIZES:
+            native, python = _both(signal, key, payload, "ringleader", backends, 7)
+            try:
+                _assert_identical(native, python)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from None
+
+
 # --------------------------------------------------------------------------------------
 # Bad input: mutated, random, truncated, deeply nested
 # --------------------------------------------------------------------------------------
@@ -183,6 +223,21 @@ def test_native_survives_every_truncation_of_a_request(signal: str, key: str) ->
     payload = _envelope(signal)
     for cut in range(len(payload) + 1):
         _assert_identical(*_both(signal, key, payload[:cut], "ringleader", 3, 0))
+
+
+def test_native_splitters_on_threads_share_one_table_and_split_alike() -> None:
+    """The split runs without the interpreter lock: splitters on two threads, one shared table."""
+    payloads = [_envelope("traces")] * 8 + [_with_unknown_fields("traces")] * 8
+    _, table = _ring("ringleader", 5)
+    expected = [NativeSplitter("traces", "traceID", 1).split(p, table).parts for p in payloads]
+
+    def work(_: int) -> list[dict[int, tuple[bytes, int]]]:
+        splitter = NativeSplitter("traces", "traceID", 1)
+        return [splitter.split(p, table).parts for _ in range(50) for p in payloads][-len(payloads) :]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for result in pool.map(work, range(4)):
+            assert result == expected
 
 
 def test_a_rust_panic_surfaces_as_a_python_exception_not_an_abort() -> None:
