@@ -8,17 +8,45 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins otelcol-bins lab-bins lab-up lab-down venv clean image manifests helm promtool
+.PHONY: all test lint typecheck unit demo bench bench-native ring-table system-deps k8s-bins otelcol-bins lab-bins \
+	lab-up lab-down venv clean image manifests helm promtool cargo native rust-check
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | cargo
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
+
+# The native data path (dataplane/native, a Rust crate built with PyO3): `pip install` builds it into
+# dataplane._native through setuptools-rust (see dataplane/native/README.md). Cargo's build output is cached
+# outside the repo (the registry is cargo's own, ~/.cargo/registry); cargo locks the target dir, so concurrent
+# builds serialise. `native` rebuilds the extension in place when a Rust source changed.
+RINGLEADER_CACHE ?= $(HOME)/.cache/ringleader
+export CARGO_TARGET_DIR ?= $(RINGLEADER_CACHE)/cargo/target
+CRATE        := dataplane/native
+CRATE_SRC    := $(CRATE)/Cargo.toml $(CRATE)/Cargo.lock $(wildcard $(CRATE)/src/*.rs)
+NATIVE_STAMP := $(VENV)/.native-$(shell cat $(CRATE_SRC) 2>/dev/null | cksum | cut -d' ' -f1)
+
+cargo:
+	@command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: the native data path (dataplane/native) needs Rust >= 1.80 with clippy and rustfmt; install it with rustup (https://rustup.rs): curl https://sh.rustup.rs -sSf | sh -s -- -y --component clippy,rustfmt"; exit 1; }
+	@cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 || { echo "cargo's clippy or rustfmt is missing: rustup component add clippy rustfmt"; exit 1; }
+
+$(NATIVE_STAMP): $(STAMP) $(CRATE_SRC) | cargo
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.native-* && touch $@
+
+native: $(NATIVE_STAMP)
+
+# cargo test, clippy (core alone, and with the Python binding) and rustfmt, as issue 10 asks.
+rust-check: venv cargo
+	cd $(CRATE) && cargo fmt --check
+	cd $(CRATE) && cargo clippy --locked --all-targets -- -D warnings
+	cd $(CRATE) && PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --locked --features python -- -D warnings
+	cd $(CRATE) && cargo test --locked
 
 # System packages the tests drive for real: dnsmasq (DNS resolver tests), iproute2 (network
 # namespaces for the Kubernetes live tests), openssl (envtest service-account keys).
@@ -70,10 +98,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: venv system-deps lint typecheck k8s-bins otelcol-bins lab-bins
+test: venv native system-deps lint typecheck rust-check k8s-bins otelcol-bins lab-bins
 	$(BIN)/python -m pytest
 
-unit: venv
+unit: venv native
 	$(BIN)/python -m pytest -m "not slow"
 
 # The main job on the lab's cluster (root); `make demo LOCAL=1` runs the loopback demo instead.
@@ -87,6 +115,9 @@ endif
 
 bench: venv
 	$(BIN)/python -m e2e.bench
+
+bench-native: native
+	$(BIN)/python -m e2e.bench_native
 
 ring-table: venv
 	$(BIN)/python -m e2e.ring_table
@@ -108,4 +139,4 @@ promtool:
 	@bash e2e/build_tool.sh promtool
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info dataplane/_native*.so

@@ -164,6 +164,18 @@ class Ring:
         """Exact share of the key hash space per endpoint; sums to 1."""
         return {ep: n / HASH_SPACE for ep, n in zip(self.endpoints, self._owned(), strict=True)}
 
+    def table_bytes(self) -> tuple[bytes, int]:
+        """The cells as little-endian unsigned integers, and their size in bytes.
+
+        This is how the table is handed to the native data path (``dataplane._native``),
+        which hashes keys exactly as :attr:`lookup` does and indexes these cells.
+        """
+        cells = self._cells
+        if sys.byteorder == "big":  # pragma: no cover - cells travel little-endian
+            cells = array(cells.typecode, cells)
+            cells.byteswap()
+        return cells.tobytes(), cells.itemsize
+
     def describe(self) -> dict[str, object]:
         """A JSON-able summary for /debug/ring and the ``ring`` subcommand."""
         shares = self.shares()

@@ -1,0 +1,134 @@
+//! The Python binding: `dataplane._native` (see `dataplane/routing/_native_split.py`).
+//!
+//! Errors come back as `MalformedInput` / `InvalidInput` (both `ValueError`s); the Python
+//! wrapper turns them into the data plane's `MalformedError` / `InvalidRequestError`.
+//! A Rust panic surfaces as pyo3's `PanicException`, never as an abort.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::ring::{Hash, Table};
+use crate::split::{Key, Signal, Split, Splitter};
+use crate::wire::Error;
+
+create_exception!(
+    _native,
+    MalformedInput,
+    PyValueError,
+    "The bytes are not a well-formed OTLP request."
+);
+create_exception!(
+    _native,
+    InvalidInput,
+    PyValueError,
+    "args: (reason, message); the request violates OTLP."
+);
+
+/// A ring table: `algorithm` ("ringleader" or "upstream"), its cells as little-endian
+/// unsigned integers of `itemsize` bytes (`array.tobytes()` of `Ring` cells). Immutable:
+/// swap the object to swap the ring.
+#[pyclass(name = "RingTable", module = "dataplane._native", frozen)]
+struct PyRingTable {
+    table: Table,
+}
+
+#[pymethods]
+impl PyRingTable {
+    #[new]
+    fn new(algorithm: &str, cells: &[u8], itemsize: usize) -> PyResult<Self> {
+        let hash = match algorithm {
+            "ringleader" => Hash::Ringleader,
+            "upstream" => Hash::Upstream,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown ring algorithm {other:?}"
+                )))
+            }
+        };
+        let table = Table::from_le_bytes(hash, cells, itemsize).map_err(PyValueError::new_err)?;
+        Ok(PyRingTable { table })
+    }
+
+    /// One more than the largest backend index.
+    #[getter]
+    fn backends(&self) -> usize {
+        self.table.backends()
+    }
+
+    /// The backend that owns `key`.
+    fn lookup(&self, key: &[u8]) -> u32 {
+        self.table.lookup(key)
+    }
+}
+
+/// A wire splitter for one signal and key; reuses its buffers across requests.
+/// Not shareable between threads at once (a second concurrent call raises).
+#[pyclass(name = "WireSplitter", module = "dataplane._native")]
+struct PyWireSplitter {
+    splitter: Splitter,
+    out: Split,
+}
+
+#[pymethods]
+impl PyWireSplitter {
+    #[new]
+    #[pyo3(signature = (signal, key, seed = 0))]
+    fn new(signal: &str, key: &str, seed: u64) -> PyResult<Self> {
+        let sig = Signal::parse(signal)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown signal {signal:?}")))?;
+        let k = Key::parse(sig, key).ok_or_else(|| {
+            PyValueError::new_err(format!("the wire path cannot route {signal} by {key}"))
+        })?;
+        Ok(PyWireSplitter {
+            splitter: Splitter::new(sig, k, seed),
+            out: Split::default(),
+        })
+    }
+
+    /// Split `data` by `table`: ([(backend, part bytes, items), ...], items, missing keys).
+    /// The interpreter lock is released while splitting.
+    fn split<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyBytes>,
+        table: &Bound<'py, PyRingTable>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let bytes = data.as_bytes();
+        let table = &table.get().table;
+        let (splitter, out) = (&mut self.splitter, &mut self.out);
+        let result = py.detach(|| splitter.split_into(bytes, table, out));
+        match result {
+            Ok(()) => {
+                let parts = PyList::empty(py);
+                for (idx, part, count) in self.out.iter() {
+                    parts.append((idx, PyBytes::new(py, part), count))?;
+                }
+                (parts, self.out.items, self.out.missing_keys).into_pyobject(py)
+            }
+            Err(Error::Malformed(m)) => Err(MalformedInput::new_err(m)),
+            Err(Error::Invalid { reason, message }) => {
+                Err(InvalidInput::new_err((reason, message)))
+            }
+        }
+    }
+}
+
+/// Panics on purpose, on the same lock-free path a split runs on: the tests call it to
+/// prove a Rust panic reaches Python as `PanicException` (the build unwinds, never aborts).
+#[pyfunction]
+fn _panic_probe(py: Python<'_>) {
+    py.detach(|| panic!("panic probe"));
+}
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRingTable>()?;
+    m.add_class::<PyWireSplitter>()?;
+    m.add_function(wrap_pyfunction!(_panic_probe, m)?)?;
+    m.add("MalformedInput", m.py().get_type::<MalformedInput>())?;
+    m.add("InvalidInput", m.py().get_type::<InvalidInput>())?;
+    Ok(())
+}
