@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins venv clean image manifests helm promtool
+.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins venv clean image manifests helm promtool delivery-tools
 
 all: test
 
@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # System packages the tests drive for real: dnsmasq (DNS resolver tests), iproute2 (network
-# namespaces for the Kubernetes live tests), openssl (envtest service-account keys).
-SYSTEM_PACKAGES := dnsmasq:dnsmasq-base ip:iproute2 openssl:openssl
+# namespaces for the Kubernetes live tests), openssl (envtest service-account keys); debootstrap, umoci,
+# skopeo, buildah and runc build and run the container image (tests/test_image.py).
+SYSTEM_PACKAGES := dnsmasq:dnsmasq-base ip:iproute2 openssl:openssl \
+	debootstrap:debootstrap umoci:umoci skopeo:skopeo buildah:buildah runc:runc
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 		cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -49,7 +51,13 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: venv system-deps lint typecheck k8s-bins
+# helm, promtool and the image, built once and cached (a cold build takes ~20 min on 2 cores, mostly promtool).
+delivery-tools: system-deps
+	bash e2e/build_tool.sh helm >/dev/null
+	bash e2e/build_tool.sh promtool >/dev/null
+	bash e2e/build_image.sh >/dev/null
+
+test: venv system-deps lint typecheck k8s-bins delivery-tools
 	$(BIN)/python -m pytest
 
 unit: venv

@@ -32,6 +32,7 @@ from kubernetes.dynamic import DynamicClient
 from e2e.envtest import EnvTest, ensure_binaries
 from e2e.gotools import tool
 from tests.crdutil import install_crd
+from tests.slowbuild import untimed
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "ringleader"
@@ -42,7 +43,7 @@ PROM_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
-    return tool("helm")
+    return untimed(lambda: tool("helm"))
 
 
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

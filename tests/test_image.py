@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from tests.slowbuild import untimed
+
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "e2e" / "build_image.sh"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -75,8 +77,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
         pytest.fail("the image tests need root (buildah, umoci unpack preserving owners, runc)")
     missing = [tool for tool in ("runc", "umoci", "skopeo") if shutil.which(tool) is None]
     if missing:
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, capture_output=True)
-    built = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, timeout=1800)
+        pytest.fail(f"missing {' '.join(missing)}: run `make system-deps` (Debian packages of the same names)")
+    built = untimed(lambda: subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, timeout=1800))
     assert built.returncode == 0, built.stderr[-4000:]
     archive = built.stdout.strip().splitlines()[-1]
     workdir = tmp_path_factory.mktemp("image")

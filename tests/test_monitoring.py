@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from e2e.gotools import tool
+from tests.slowbuild import untimed
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = REPO / "charts" / "ringleader" / "files"
@@ -26,7 +27,7 @@ RULE_TESTS = REPO / "tests" / "monitoring" / "ringleader.rules.test.yaml"
 
 @pytest.fixture(scope="module")
 def promtool() -> Path:
-    return tool("promtool")
+    return untimed(lambda: tool("promtool"))
 
 
 def promtool_run(promtool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
