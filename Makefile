@@ -40,10 +40,10 @@ system-deps:
 	fi
 	@command -v go >/dev/null 2>&1 || { echo "Go is missing: the Kubernetes tests build kube-apiserver and etcd from Go modules; install Go >= 1.24"; exit 1; }
 
-# kube-apiserver + etcd for the envtest, built once from the Go module proxy and cached
+# kube-apiserver + etcd (+ kube-controller-manager for the operator tests) for the envtest, built once from the Go module proxy and cached
 # outside the repo (~/.cache/ringleader); a no-op when the cache is warm.
 k8s-bins: system-deps
-	bash e2e/build_k8s.sh
+	bash e2e/build_k8s.sh --with-controller-manager
 
 lint: venv
 	$(BIN)/ruff check .

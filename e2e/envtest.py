@@ -1,7 +1,9 @@
 """A real Kubernetes control plane (etcd + kube-apiserver) on loopback for tests.
 
-No kubelet, no scheduler, no controller manager: just the API, which is all a
-client of EndpointSlices, ServiceAccounts and RBAC needs. Typical use::
+No kubelet, no scheduler and, by default, no controller manager: just the API,
+which is all a client of EndpointSlices, ServiceAccounts and RBAC needs. With
+``EnvTest(..., controller_manager=True)`` a kube-controller-manager runs too (see
+"With controllers" below), which an operator's tests need. Typical use::
 
     from e2e.envtest import EnvTest, ensure_binaries
 
@@ -25,12 +27,31 @@ What the server offers:
 - Authorization mode RBAC, so Roles and RoleBindings behave as in a cluster.
 - Service-account tokens: signing keys are made for the run, so the
   TokenRequest API issues real, verifiable JWTs.
-- No controllers run: namespaces get no ``default`` ServiceAccount and deleted
+- Without the controller manager (the default): namespaces get no ``default`` ServiceAccount and deleted
   namespaces stay ``Terminating``, so use a fresh namespace per test. The
   ``ServiceAccount`` admission plugin is off, so Pods can be created in such a
   namespace (nothing will run them). EndpointSlices are written by the tests
   themselves; the API refuses loopback addresses in them, so use e.g. 10.x
   addresses and never connect to them.
+
+With controllers (``controller_manager=True``, binaries from
+``ensure_binaries(with_controller_manager=True)``), kube-controller-manager runs
+the controllers in :data:`CONTROLLERS`:
+
+- Deployments make ReplicaSets and ReplicaSets make Pods (they stay ``Pending``:
+  nothing schedules or runs them; a test may patch a Pod's ``status`` to make it
+  count as ready), and rollouts, scaling and ``revisionHistoryLimit`` behave;
+- the garbage collector deletes objects whose owners are gone (it rescans the
+  API's discovery every 30 s, so a CRD created during the run is followed within
+  about that), and namespaces really are deleted;
+- every namespace gets its ``default`` ServiceAccount and its
+  ``kube-root-ca.crt`` ConfigMap, so the ``ServiceAccount`` admission plugin is
+  on, as in a real cluster: a Pod whose ServiceAccount does not exist is refused;
+- PodDisruptionBudgets get a status.
+
+:meth:`EnvTest.start` returns once the controllers act (the ``default``
+namespace has its ServiceAccount). The EndpointSlice controller is left out:
+tests still write the slices they need, and nothing rewrites them.
 
 Processes are stopped with terminate, wait, kill; they also die with the test
 process (``PR_SET_PDEATHSIG``) if it is killed before it can clean up, and the
@@ -68,6 +89,18 @@ BUILD_SCRIPT = E2E_DIR / "build_k8s.sh"
 
 _PR_SET_PDEATHSIG = 1
 _WORKDIR_PREFIX = "ringleader-envtest-"
+
+CONTROLLERS: tuple[str, ...] = (
+    "deployment-controller",
+    "replicaset-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "disruption-controller",
+)
+"""What ``controller_manager=True`` runs (kube-controller-manager ``--controllers``)."""
 
 
 class EnvTestError(RuntimeError):
@@ -167,7 +200,10 @@ class _Process:
 
 
 class EnvTest:
-    """etcd + kube-apiserver on loopback; see the module docstring.
+    """etcd + kube-apiserver (+ kube-controller-manager) on loopback; see the module docstring.
+
+    ``controller_manager=True`` also runs kube-controller-manager with :data:`CONTROLLERS`
+    (``bin_dir`` must then hold it: ``ensure_binaries(with_controller_manager=True)``).
 
     Attributes (valid after :meth:`start`): ``server`` (``https://127.0.0.1:PORT``),
     ``port``, ``etcd_url``, ``workdir``, ``ca_file``, ``admin_token``,
@@ -177,10 +213,14 @@ class EnvTest:
 
     ADMIN_USER = "envtest-admin"
     NOBODY_USER = "nobody"
+    CONTROLLER_MANAGER_USER = "envtest-controller-manager"
 
-    def __init__(self, bin_dir: Path, startup_timeout: float = 120.0) -> None:
+    def __init__(self, bin_dir: Path, startup_timeout: float = 120.0, *, controller_manager: bool = False) -> None:
         self.bin_dir = Path(bin_dir)
         self.startup_timeout = startup_timeout
+        self.controller_manager = controller_manager
+        self._controller_manager_token = base64.urlsafe_b64encode(os.urandom(24)).decode()
+        self._kcm: _Process | None = None
         self.workdir = Path()
         self.port = 0
         self.server = ""
@@ -207,8 +247,10 @@ class EnvTest:
         self.stop()
 
     def start(self) -> EnvTest:
-        """Start etcd, then kube-apiserver, and wait until ``/readyz`` says ok."""
-        for binary in ("etcd", "kube-apiserver"):
+        """Start etcd, then kube-apiserver, and wait until ``/readyz`` says ok; then, if asked, the
+        controller manager, waiting until its controllers act."""
+        binaries = ["etcd", "kube-apiserver"] + (["kube-controller-manager"] if self.controller_manager else [])
+        for binary in binaries:
             if not (self.bin_dir / binary).is_file():
                 raise EnvTestError(f"{self.bin_dir / binary} is missing; run {BUILD_SCRIPT}")
         _remove_abandoned_workdirs()
@@ -234,13 +276,15 @@ class EnvTest:
             self.admin_kubeconfig = self.kubeconfig_for_token("admin", self.admin_token)
             self.nobody_kubeconfig = self.kubeconfig_for_token("nobody", self.nobody_token)
             self.version = str(self._get_json("/version")["gitVersion"])
+            if self.controller_manager:
+                self._start_controller_manager()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Stop kube-apiserver, then etcd, and delete the work directory. Idempotent."""
+        """Stop kube-controller-manager, kube-apiserver, then etcd; delete the work directory. Idempotent."""
         self._stop_processes()
         if self.workdir != Path() and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -250,10 +294,10 @@ class EnvTest:
         atexit.unregister(self.stop)
 
     def _stop_processes(self) -> None:
-        for proc in (self._apiserver, self._etcd):
+        for proc in (self._kcm, self._apiserver, self._etcd):
             if proc is not None:
                 proc.stop()
-        self._apiserver = self._etcd = None
+        self._kcm = self._apiserver = self._etcd = None
 
     def _lost_port_race(self) -> bool:
         logs = [self.workdir / "etcd.log", self.workdir / "kube-apiserver.log"]
@@ -284,6 +328,7 @@ class EnvTest:
         (self.workdir / "tokens.csv").write_text(
             f'{self.admin_token},{self.ADMIN_USER},uid-admin,"system:masters"\n'
             f"{self.nobody_token},{self.NOBODY_USER},uid-nobody\n"
+            f'{self._controller_manager_token},{self.CONTROLLER_MANAGER_USER},uid-kcm,"system:masters"\n'
         )
 
     def _start_etcd(self) -> None:
@@ -330,14 +375,47 @@ class EnvTest:
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
             # Without a controller manager no namespace gets a "default" ServiceAccount, and this plugin
-            # would refuse every Pod for lack of it.
-            "--disable-admission-plugins=ServiceAccount",
+            # would refuse every Pod for lack of it. With one, it stays on, as in a cluster.
+            *([] if self.controller_manager else ["--disable-admission-plugins=ServiceAccount"]),
             # The "kubernetes" Service's endpoints would be 127.0.0.1, which the API itself rejects as an
             # endpoint address; nothing in the tests needs them.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
         ], self.workdir / "kube-apiserver.log")
         self._wait_until("kube-apiserver /readyz", self._apiserver, self._apiserver_ready)
+
+    def _start_controller_manager(self) -> None:
+        pki = self.workdir / "pki"
+        kubeconfig = self.kubeconfig_for_token("controller-manager", self._controller_manager_token)
+        self._kcm = _Process("kube-controller-manager", [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            # No serving port: several control planes (and a lab cluster) share this machine.
+            "--secure-port=0",
+            "--leader-elect=false",
+            # One identity (system:masters) for every controller; per-controller accounts add nothing here.
+            "--use-service-account-credentials=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={self.ca_file}",
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--profiling=false",
+        ], self.workdir / "kube-controller-manager.log")
+        self._wait_until("kube-controller-manager (the default ServiceAccount)", self._kcm, self._controllers_act)
+
+    def _controllers_act(self) -> bool:
+        try:
+            self._get_json("/api/v1/namespaces/default/serviceaccounts/default")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        except (OSError, ValueError):
+            return False
+        return True
 
     def _wait_until(self, what: str, proc: _Process, probe: Any) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -397,7 +475,7 @@ class EnvTest:
     def new_namespace(self, prefix: str = "test") -> str:
         """Create a namespace with a unique name starting with ``prefix`` (as admin) and return its name.
 
-        Namespaces are never finalised here (no controller manager), so each test should use its own.
+        Without the controller manager namespaces are never finalised, so each test should use its own.
         """
         from kubernetes import client
 

@@ -5,6 +5,11 @@
 Go module proxy (e2e/build_k8s.sh, many minutes, cached afterwards under
 ``$RINGLEADER_CACHE`` or ``~/.cache/ringleader``); later sessions only start the
 processes (seconds).
+
+``envtest_controllers`` (session scope): a second, separate control plane that
+also runs kube-controller-manager (Deployments make ReplicaSets and Pods, garbage
+collection, namespace deletion, default ServiceAccounts); the operator's tests
+use it. It builds kube-controller-manager on first use (about a minute more).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import pytest
 from e2e.envtest import EnvTest, binaries_ready, cache_dir, ensure_binaries
 
 
-def _build_kubernetes_once(request: pytest.FixtureRequest) -> None:
+def _build_kubernetes_once(request: pytest.FixtureRequest, with_controller_manager: bool = False) -> None:
     """Build the binaries if missing, telling the user why the session pauses for minutes."""
-    if binaries_ready():
+    if binaries_ready(with_controller_manager=with_controller_manager):
         return
     capture = request.config.pluginmanager.getplugin("capturemanager")
+    what = "etcd, kube-apiserver and kube-controller-manager" if with_controller_manager else "etcd and kube-apiserver"
     notice = (
-        "\nenvtest: first run on this machine: building etcd and kube-apiserver from the Go module proxy "
+        f"\nenvtest: first run on this machine: building {what} from the Go module proxy "
         f"(many minutes; log: {cache_dir() / 'build_k8s.log'}). Later runs reuse the cached binaries.\n"
     )
     if capture is not None:
@@ -38,7 +44,7 @@ def _build_kubernetes_once(request: pytest.FixtureRequest) -> None:
     on_main_thread = threading.current_thread() is threading.main_thread()
     remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] if on_main_thread else 0.0
     try:
-        ensure_binaries()
+        ensure_binaries(with_controller_manager=with_controller_manager)
     finally:
         if remaining > 0:
             signal.setitimer(signal.ITIMER_REAL, remaining)
@@ -49,4 +55,13 @@ def envtest(request: pytest.FixtureRequest) -> Iterator[EnvTest]:
     """A running Kubernetes API (admin/nobody tokens, RBAC, TokenRequest); shared by the whole session."""
     _build_kubernetes_once(request)
     with EnvTest(ensure_binaries()) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def envtest_controllers(request: pytest.FixtureRequest) -> Iterator[EnvTest]:
+    """A control plane of its own with kube-controller-manager (see :data:`e2e.envtest.CONTROLLERS`):
+    Deployments, ReplicaSets, garbage collection and namespaces behave as in a cluster; no kubelet."""
+    _build_kubernetes_once(request, with_controller_manager=True)
+    with EnvTest(ensure_binaries(with_controller_manager=True), controller_manager=True) as env:
         yield env
