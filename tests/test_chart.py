@@ -32,6 +32,7 @@ from kubernetes.dynamic import DynamicClient
 from e2e.envtest import EnvTest, ensure_binaries
 from e2e.gotools import tool
 from tests.crdutil import install_crd
+from tests.operator_harness import OperatorProcess
 from tests.slowbuild import untimed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -294,3 +295,45 @@ def test_kubectl_install_applies_and_a_second_apply_changes_nothing(envtest: Env
         first = _apply_all(dyn, [*crds, *install, example])
         second = _apply_all(dyn, [*crds, *install, example])
     assert first == second
+
+
+def test_the_operator_reconciles_with_exactly_the_charts_rbac_and_args(
+    helm: Path, own_apiserver: EnvTest, tmp_path: Path
+) -> None:
+    """The chart's namespaced install, with its own ServiceAccount and Role, is enough for the operator: run
+    ``ringleader-operator`` with the Deployment's args as that ServiceAccount, and it makes a data plane."""
+    env = own_apiserver
+    install_crd(env)  # this release leaves the CRD to whoever installed it (crds.create=false)
+    ns = env.new_namespace("operator")
+    kube = ["--kubeconfig", str(env.admin_kubeconfig), "-n", ns]
+    run_helm(helm, "install", "op", str(CHART), *kube, "--set", "crds.create=false")
+    with env.api_client() as api:
+        apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
+        deployment: Any = apps.read_namespaced_deployment("op-ringleader", ns)
+        args = list(deployment.spec.template.spec.containers[0].args)
+        assert args[:2] == ["run", f"--namespace={ns}"]
+        scope = [a for a in args if a.startswith("--namespace")]
+        identity = env.service_account(ns, deployment.spec.template.spec.service_account_name, create=False)
+        operator = OperatorProcess(tmp_path, identity, *scope).start()
+        try:
+            body = {
+                "apiVersion": "ringleader.dev/v1alpha1",
+                "kind": "LoadBalancingExporter",
+                "metadata": {"name": "tier1"},
+                "spec": {"resolver": {"static": {"hostnames": ["10.9.0.1:4317", "10.9.0.2:4317"]}}},
+            }
+            custom.create_namespaced_custom_object("ringleader.dev", "v1alpha1", ns, "loadbalancingexporters", body)
+
+            def observed() -> bool:
+                lbe: Any = custom.get_namespaced_custom_object(
+                    "ringleader.dev", "v1alpha1", ns, "loadbalancingexporters", "tier1"
+                )
+                status = lbe.get("status") or {}
+                return bool(status.get("observedGeneration") == lbe["metadata"]["generation"])
+
+            _wait(observed, "the operator to observe the resource", timeout=120)
+            made: Any = apps.read_namespaced_deployment("tier1-ringleader", ns)
+            assert made.metadata.owner_references[0].kind == "LoadBalancingExporter"
+            assert "forbidden" not in operator.tail(200_000).lower()
+        finally:
+            operator.stop()

@@ -89,8 +89,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-# ringleader-operator joins once its __main__ (branch op-runtime) is merged.
-@pytest.mark.parametrize("script", ["ringleader-dataplane"])
+@pytest.mark.parametrize("script", ["ringleader-dataplane", "ringleader-operator"])
 def test_both_console_scripts_answer_help(image: Image, script: str) -> None:
     proc = image.run([script, "--help"])
     assert proc.returncode == 0, proc.stderr
