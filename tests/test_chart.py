@@ -335,5 +335,18 @@ def test_the_operator_reconciles_with_exactly_the_charts_rbac_and_args(
             made: Any = apps.read_namespaced_deployment("tier1-ringleader", ns)
             assert made.metadata.owner_references[0].kind == "LoadBalancingExporter"
             assert "forbidden" not in operator.tail(200_000).lower()
+
+            # The `helm test` pod's check, run against this operator's liveness endpoint (address from the
+            # service-link variable a pod would get, as in clusters without cluster DNS).
+            [pod] = by_kind(template(helm, "--set", f"operator.healthPort={operator.port}", namespace=ns), "Pod")
+            [container] = pod["spec"]["containers"]
+            assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+            check = subprocess.run(
+                [sys.executable, *container["command"][1:]],
+                env={"RL_RINGLEADER_SERVICE_HOST": "127.0.0.1", "PATH": "/usr/bin:/bin"},
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert check.returncode == 0, check.stdout + check.stderr
+            assert f"http://127.0.0.1:{operator.port}/healthz 200" in check.stdout
         finally:
             operator.stop()
