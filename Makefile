@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins venv clean image manifests helm promtool delivery-tools
+.PHONY: all test lint typecheck unit demo bench ring-table system-deps k8s-bins otelcol-bins venv clean image manifests helm promtool delivery-tools
 
 all: test
 
@@ -45,6 +45,11 @@ system-deps:
 k8s-bins: system-deps
 	bash e2e/build_k8s.sh --with-controller-manager
 
+# The upstream OpenTelemetry Collector (v0.161, loadbalancing exporter included) and telemetrygen, built
+# once from Go modules and cached like k8s-bins: the side-by-side tests compare Ringleader against them.
+otelcol-bins: system-deps
+	bash e2e/build_otelcol.sh
+
 lint: venv
 	$(BIN)/ruff check .
 
@@ -57,7 +62,7 @@ delivery-tools: system-deps
 	bash e2e/build_tool.sh promtool >/dev/null
 	bash e2e/build_image.sh >/dev/null
 
-test: venv system-deps lint typecheck k8s-bins delivery-tools
+test: venv system-deps lint typecheck k8s-bins otelcol-bins delivery-tools
 	$(BIN)/python -m pytest
 
 unit: venv

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .balancer import LoadBalancer
+from .hostport import listen_address
 from .resolvers.base import Resolver
 from .telemetry import Telemetry
 
@@ -44,13 +45,13 @@ class AdminServer:
         self.port = 0
 
     async def start(self) -> None:
-        host, _, port = self._endpoint.rpartition(":")
+        host, port = listen_address(self._endpoint)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else int(port)
+        self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -19,6 +19,7 @@ import signal
 
 from .admin import AdminServer
 from .balancer import LoadBalancer
+from .collector_metrics import CollectorSelfMetrics
 from .config_model import Config
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
@@ -33,6 +34,9 @@ class DataPlane:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.telemetry = Telemetry()
+        self.telemetry.registry.register(
+            CollectorSelfMetrics(self.telemetry.registry, cfg, self.telemetry.refused_by_transport)
+        )
         self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry)
         self.resolver = build_resolver(cfg.exporter.resolver, self.telemetry)
         self.intake = Intake(self.balancer, self.telemetry, cfg.signals)

@@ -155,7 +155,7 @@ class LoadBalancingConfig:
     sending_queue: QueueConfig = field(default_factory=lambda: QueueConfig(enabled=False))
     retry_on_failure: RetryConfig = field(default_factory=lambda: RetryConfig(enabled=False))
     protocol: OTLPExporterConfig = field(default_factory=OTLPExporterConfig)
-    ring_algorithm: Literal["ringleader", "upstream"] = "ringleader"  # Ringleader extension
+    ring_algorithm: str = "ringleader"  # Ringleader extension; one of dataplane.ring.ALGORITHMS
 
     def routing_key_for(self, signal: str) -> str:
         return self.routing_key or DEFAULT_ROUTING_KEY[signal]
@@ -181,3 +181,9 @@ class Config:
     signals: tuple[str, ...] = SIGNALS
     """Signals the data plane accepts: from service.pipelines when given, else every signal
     the routing key supports."""
+    receiver_id: str = "otlp"
+    """The receiver's component ID (``otlp``, ``otlp/tier1``): the ``receiver`` label of the
+    collector's standard self-metrics."""
+    exporter_id: str = "loadbalancing"
+    """The exporter's component ID as written (``loadbalancing``, ``load_balancing/x``): the
+    ``exporter`` label of the collector's standard self-metrics."""

@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from .config_model import OTLPExporterConfig, RetryConfig
+from .hostport import join_host_port, split_host_port
 from .telemetry import Telemetry
 
 log = logging.getLogger("ringleader.exporter")
@@ -89,11 +90,10 @@ class ExportResult:
 
 def grpc_target(endpoint: str) -> str:
     """The gRPC target for a resolver endpoint, adding upstream's default port 4317."""
-    if endpoint.startswith("["):
-        return endpoint if "]:" in endpoint else f"{endpoint}:{DEFAULT_PORT}"
-    if endpoint.count(":") > 1:  # a bare IPv6 address
-        return f"[{endpoint}]:{DEFAULT_PORT}"
-    return endpoint if ":" in endpoint else f"{endpoint}:{DEFAULT_PORT}"
+    if split_host_port(endpoint) is not None:
+        return endpoint
+    host = endpoint[1:-1] if endpoint.startswith("[") and endpoint.endswith("]") else endpoint
+    return join_host_port(host, DEFAULT_PORT)
 
 
 # Debian/Ubuntu, RHEL/Fedora, Alpine/other: where the system CA bundle lives.

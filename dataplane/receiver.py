@@ -36,6 +36,7 @@ from google.protobuf import json_format
 from .balancer import LoadBalancer, RefusedError
 from .config_model import GRPCReceiverConfig, HTTPReceiverConfig
 from .exporter import METHODS
+from .hostport import listen_address
 from .routing import REQUEST_TYPES, InvalidRequestError, count_items
 from .telemetry import Telemetry
 from .wire import MalformedError, encode_varint
@@ -80,22 +81,26 @@ class Intake:
             # A bug must not look like success or vanish: the client gets INTERNAL (not retried
             # blindly by SDKs), the refusal is counted and the traceback logged; serving goes on.
             log.exception("internal error while handling a %s request", signal)
-            self._refuse(signal, "internal_error", count_items(signal, data), repr(exc))
+            self._refuse(signal, "internal_error", count_items(signal, data), repr(exc), transport)
             raise _Refusal("internal_error", grpc.StatusCode.INTERNAL, 500, f"internal error: {exc!r}") from None
 
     async def _accept(self, signal: str, data: bytes, transport: str) -> None:
         if signal not in self.signals:
             self._refuse(
-                signal, "signal_disabled", count_items(signal, data), f"{signal} are not enabled in this data plane"
+                signal,
+                "signal_disabled",
+                count_items(signal, data),
+                f"{signal} are not enabled in this data plane",
+                transport,
             )
             raise _Refusal("signal_disabled", grpc.StatusCode.UNIMPLEMENTED, 404, f"{signal} are not enabled")
         try:
             route, split = self.balancer.split(signal, data)
         except MalformedError as exc:
-            self._refuse(signal, "malformed", 0, str(exc))
+            self._refuse(signal, "malformed", 0, str(exc), transport)
             raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, f"malformed request: {exc}") from None
         except InvalidRequestError as exc:
-            self._refuse(signal, exc.reason, count_items(signal, data), str(exc))
+            self._refuse(signal, exc.reason, count_items(signal, data), str(exc), transport)
             raise _Refusal(exc.reason, grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None
         if split.missing_keys:
             key = self.balancer.splitters[signal].key
@@ -103,7 +108,7 @@ class Intake:
         try:
             await self.balancer.consume(signal, data, route, split)
         except RefusedError as exc:
-            self._refuse(signal, exc.reason, split.items, str(exc))
+            self._refuse(signal, exc.reason, split.items, str(exc), transport)
             if exc.retryable:
                 raise _Refusal(exc.reason, grpc.StatusCode.UNAVAILABLE, 503, str(exc)) from None
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
@@ -117,8 +122,8 @@ class Intake:
         self._refuse(signal, "too_large", 0, message)
         return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, message)
 
-    def _refuse(self, signal: str, reason: str, items: int, detail: str) -> None:
-        self.telemetry.record_refused(signal, reason, items, detail)
+    def _refuse(self, signal: str, reason: str, items: int, detail: str, transport: str = "") -> None:
+        self.telemetry.record_refused(signal, reason, items, detail, transport)
 
 
 # --------------------------------------------------------------------------- gRPC -----
@@ -255,17 +260,17 @@ class HTTPReceiver:
         self.port = 0
 
     async def start(self) -> None:
-        host, _, port = self._cfg.endpoint.rpartition(":")
+        host, port = listen_address(self._cfg.endpoint)
         # aiohttp would inflate gzip/deflate bodies itself and _decompress would then fail on the
         # plain bytes (400 for every compressed request): leave it to _decompress, which is bounded
         # by the size limit and answers 415 for encodings it does not know.
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else int(port)
+        self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -27,15 +27,20 @@ Two algorithms, chosen with ``ring_algorithm`` in the exporter config:
     cell.  Result for 3..300 backends: max/avg share <= 1.02, and adding or
     removing one backend moves at most ~1.06x the ideal (see docs/ring.md).
 
-``upstream``
+``upstream`` (= ``upstream-v0.161``), ``upstream-v0.152``, ``upstream-v0.129``
     Byte-for-byte the ring of the OpenTelemetry Collector ``loadbalancing``
-    exporter since PR #41271 (July 2025): 100 points per endpoint at
-    ``crc32(endpoint + uint32le(i)) % 36000``, collisions linearly probed up to
-    10 positions, key owner = first point at or after ``crc32(key) % 36000``.
-    Upstream's resolvers sort the endpoint list before building (Go
-    ``sort.Strings``), and so does this module; a duplicated static hostname is
-    kept like upstream keeps it. Use it while tier-1 runs a mix of upstream
-    collectors and Ringleader, so both route every trace to the same backend.
+    exporter, in each of its three historical forms (:data:`UPSTREAM_VARIANTS`,
+    each named after the newest release checked to use it; docs/ring.md has the
+    release ranges). ``upstream`` is the ring of current releases (PR #49585):
+    200 points per endpoint at ``crc32(endpoint + uint32le(i)) % 131071``, all
+    points ordered by (position, hash, endpoint) and then placed, a collision
+    linearly probed up to 9 positions on; key owner = first point at or after
+    ``crc32(key) % 131071``. Upstream's resolvers sort the endpoint list before
+    building (Go ``sort.Strings``), and so does this module; a duplicated static
+    hostname is kept like upstream keeps it. Use the variant your upstream
+    collectors run while tier 1 is a mix of them and Ringleader, so both route
+    every trace to the same backend (tests/test_upstream_side_by_side.py checks
+    ``upstream`` against the real collector).
 
 Use::
 
@@ -59,6 +64,7 @@ import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Final
 
@@ -66,13 +72,17 @@ import mmh3
 
 __all__ = [
     "ALGORITHMS",
+    "UPSTREAM_VARIANTS",
     "NoBackendsError",
     "Ring",
+    "UpstreamVariant",
     "build_ring",
+    "canonical_algorithm",
     "moved_fraction",
+    "upstream_positions",
 ]
 
-ALGORITHMS: Final = ("ringleader", "upstream")
+ALGORITHMS: Final = ("ringleader", "upstream", "upstream-v0.161", "upstream-v0.152", "upstream-v0.129")
 
 HASH_SPACE: Final = 1 << 32
 
@@ -85,11 +95,6 @@ CELL_SHIFT: Final = 32 - TABLE_BITS
 CAP_FACTOR: Final = 1.02
 KEY_SEED: Final = 0
 _POINT_DOMAIN: Final = b"ringleader/v1\x00"
-
-# upstream parameters (exporter/loadbalancingexporter/consistent_hashing.go).
-UPSTREAM_MAX_POSITIONS: Final = 36000
-UPSTREAM_WEIGHT: Final = 100
-UPSTREAM_PROBE_LIMIT: Final = 10
 
 Lookup = Callable[[bytes], int]
 
@@ -113,7 +118,7 @@ class Ring:
     is a plain function with everything it needs bound, for the data path.
     """
 
-    __slots__ = ("_cells", "_weights", "algorithm", "endpoints", "hash_name", "lookup")
+    __slots__ = ("_cells", "algorithm", "endpoints", "hash_name", "lookup")
 
     algorithm: str
     endpoints: tuple[str, ...]
@@ -125,15 +130,15 @@ class Ring:
         algorithm: str,
         endpoints: tuple[str, ...],
         cells: array[int],
-        weights: Sequence[int] | None,
         hash_name: str,
         lookup: Lookup,
     ) -> None:
         self.algorithm = algorithm
         self.endpoints = endpoints
+        # Cell x covers the 32-bit hash values h with h % len(cells) == x (upstream) or
+        # h >> 12 == x (ringleader); either way each cell covers 2**32 // len(cells) values and
+        # the first 2**32 % len(cells) cells one more (none for ringleader's 2**20 cells).
         self._cells = cells
-        # How many 32-bit hash values each cell covers; None = all equal.
-        self._weights = weights
         self.hash_name = hash_name
         self.lookup = lookup
 
@@ -143,18 +148,16 @@ class Ring:
     def __reduce__(self) -> tuple[Any, ...]:
         # Picklable, so a ring can be built in another process (see dataplane.balancer): the
         # lookup closure is rebuilt around the table on the receiving side.
-        return (_restore_ring, (self.algorithm, self.endpoints, self._cells, self._weights, self.hash_name))
+        return (_restore_ring, (self.algorithm, self.endpoints, self._cells, self.hash_name))
 
     def _owned(self) -> list[int]:
         """Hash values owned per endpoint index (sums to 2**32)."""
         owned = [0] * len(self.endpoints)
-        if self._weights is None:
-            per_cell = HASH_SPACE // len(self._cells)
-            for idx, count in Counter(self._cells).items():
-                owned[idx] = count * per_cell
-        else:
-            for idx, weight in zip(self._cells, self._weights, strict=True):
-                owned[idx] += weight
+        per_cell, extra = divmod(HASH_SPACE, len(self._cells))
+        for idx, count in Counter(self._cells).items():
+            owned[idx] = count * per_cell
+        for idx, count in Counter(self._cells[:extra]).items():
+            owned[idx] += count
         return owned
 
     def shares(self) -> dict[str, float]:
@@ -186,8 +189,8 @@ def build_ring(algorithm: str, endpoints: Sequence[str]) -> Ring:
     unique = tuple(sorted(set(endpoints)))
     if algorithm == "ringleader":
         return _build_ringleader(unique)
-    if algorithm == "upstream":
-        return _build_upstream(unique, sorted(endpoints))
+    if canonical_algorithm(algorithm) in UPSTREAM_VARIANTS:
+        return _build_upstream(algorithm, unique, sorted(endpoints))
     raise ValueError(f"unknown ring algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
 
 
@@ -197,7 +200,8 @@ def moved_fraction(old: Ring, new: Ring) -> float:
     Both rings must use the same algorithm: the two algorithms hash keys
     differently, so their cells do not describe the same keys.
     """
-    if old.algorithm != new.algorithm or len(old._cells) != len(new._cells):
+    same = canonical_algorithm(old.algorithm) == canonical_algorithm(new.algorithm)
+    if not same or len(old._cells) != len(new._cells):
         raise ValueError(
             f"cannot compare a {old.algorithm!r} ring with a {new.algorithm!r} ring: they hash keys differently"
         )
@@ -207,13 +211,9 @@ def moved_fraction(old: Ring, new: Ring) -> float:
     gid = {name: i for i, name in enumerate(names)}
     a_map = [gid[n] for n in a_names]
     b_map = [gid[n] for n in b_names]
-    if old._weights is None:
-        per_cell = HASH_SPACE // len(old._cells)
-        moved = sum(1 for x, y in zip(old._cells, new._cells, strict=True) if a_map[x] != b_map[y])
-        return moved * per_cell / HASH_SPACE
-    weights = old._weights
-    moved_w = sum(w for x, y, w in zip(old._cells, new._cells, weights, strict=True) if a_map[x] != b_map[y])
-    return moved_w / HASH_SPACE
+    per_cell, extra = divmod(HASH_SPACE, len(old._cells))
+    moved = [a_map[x] != b_map[y] for x, y in zip(old._cells, new._cells, strict=True)]
+    return (sum(moved) * per_cell + sum(moved[:extra])) / HASH_SPACE
 
 
 # ---------------------------------------------------------------- ringleader
@@ -259,7 +259,7 @@ def _build_ringleader(endpoints: tuple[str, ...]) -> Ring:
     cells = array(code, map(owner_wrapped.__getitem__, region))
     _apply_cap(cells, gen, n)
 
-    return Ring("ringleader", endpoints, cells, None, "murmur3_32(seed=0) >> 12", _ringleader_lookup(cells))
+    return Ring("ringleader", endpoints, cells, "murmur3_32(seed=0) >> 12", _ringleader_lookup(cells))
 
 
 def _ringleader_lookup(cells: array[int]) -> Lookup:
@@ -323,28 +323,88 @@ def _apply_cap(cells: array[int], gen: list[array[int]], n: int) -> None:
 # ------------------------------------------------------------------ upstream
 
 
-def upstream_positions(endpoints: Sequence[str], weight: int = UPSTREAM_WEIGHT) -> list[tuple[int, str]]:
-    """Upstream's ring items, sorted by position, for endpoints in the given order.
+@dataclass(frozen=True, slots=True)
+class UpstreamVariant:
+    """The hash ring of one line of upstream releases (exporter/loadbalancingexporter/consistent_hashing.go).
 
-    Mirrors positionsForEndpoints() after PR #41271: point i of an endpoint is
-    crc32(endpoint + uint32le(i)) % 36000; if taken, the next positions are
-    tried (up to 10 in all), and the point is dropped if all are taken.
+    Point ``i`` of endpoint ``e`` hashes ``crc32(utf8(e) + suffix(i))``; its position is that hash modulo
+    ``max_positions``; a key's owner is the first point at or after ``crc32(key) % max_positions``,
+    wrapping to the first point.
     """
-    taken: dict[int, str] = {}
+
+    name: str
+    releases: str
+    max_positions: int
+    weight: int
+    # "byte": suffix is one byte i; "uint32le": four bytes, little-endian.
+    suffix: str
+    # "skip": a colliding point is dropped; "probe": it moves to the next free position (up to 9 steps),
+    # in endpoint order; "sorted-probe": all points are generated first, ordered by (position, hash,
+    # endpoint), then probed in that order, so the ring does not depend on the endpoints' order.
+    placement: str
+
+
+UPSTREAM_VARIANTS: Final = {
+    v.name: v
+    for v in (
+        UpstreamVariant("upstream-v0.161", "v0.157 to v0.161 (PR #49585)", 131071, 200, "uint32le", "sorted-probe"),
+        UpstreamVariant("upstream-v0.152", "v0.130 to v0.152 (PR #41271)", 36000, 100, "uint32le", "probe"),
+        UpstreamVariant("upstream-v0.129", "up to v0.129 (the original ring)", 36000, 100, "byte", "skip"),
+    )
+}
+# ``upstream`` is the ring of the upstream release users run today.
+UPSTREAM_CURRENT: Final = "upstream-v0.161"
+UPSTREAM_PROBE_LIMIT: Final = 10
+
+
+def canonical_algorithm(algorithm: str) -> str:
+    """The algorithm's own name: ``upstream`` is an alias of the current upstream ring."""
+    return UPSTREAM_CURRENT if algorithm == "upstream" else algorithm
+
+
+def upstream_positions(
+    endpoints: Sequence[str], weight: int | None = None, variant: str = "upstream"
+) -> list[tuple[int, str]]:
+    """Upstream's ring items ``(position, endpoint)``, sorted by position, for endpoints in the given
+    order (upstream's resolvers sort them first; :func:`build_ring` does too)."""
+    v = UPSTREAM_VARIANTS[canonical_algorithm(variant)]
+    n = v.weight if weight is None else weight
+    modulus = v.max_positions
+    suffix: Callable[[int], bytes] = _byte_suffix if v.suffix == "byte" else _uint32le_suffix
+    candidates: list[tuple[int, int, str]] = []
     for endpoint in endpoints:
         prefix = zlib.crc32(endpoint.encode())
-        for i in range(weight):
-            pos = zlib.crc32(struct.pack("<I", i), prefix) % UPSTREAM_MAX_POSITIONS
-            for _ in range(UPSTREAM_PROBE_LIMIT):
-                if pos not in taken:
-                    taken[pos] = endpoint
-                    break
-                pos = (pos + 1) % UPSTREAM_MAX_POSITIONS
+        for i in range(n):
+            h = zlib.crc32(suffix(i), prefix)
+            candidates.append((h % modulus, h, endpoint))
+    if v.placement == "sorted-probe":
+        # Go compares strings bytewise; for UTF-8 that is code-point order, as Python compares str.
+        candidates.sort()
+    taken: dict[int, str] = {}
+    for pos, _, endpoint in candidates:
+        if v.placement == "skip":
+            taken.setdefault(pos, endpoint)
+            continue
+        probed = 0
+        while pos in taken and probed < UPSTREAM_PROBE_LIMIT:
+            pos = (pos + 1) % modulus
+            probed += 1
+        if probed < UPSTREAM_PROBE_LIMIT:
+            taken[pos] = endpoint
     return sorted(taken.items())
 
 
-def _build_upstream(unique: tuple[str, ...], ordered: list[str]) -> Ring:
-    items = upstream_positions(ordered)
+def _byte_suffix(i: int) -> bytes:
+    return bytes((i & 0xFF,))
+
+
+def _uint32le_suffix(i: int) -> bytes:
+    return struct.pack("<I", i)
+
+
+def _build_upstream(algorithm: str, unique: tuple[str, ...], ordered: list[str]) -> Ring:
+    v = UPSTREAM_VARIANTS[canonical_algorithm(algorithm)]
+    items = upstream_positions(ordered, variant=v.name)
     index = {ep: i for i, ep in enumerate(unique)}
     # Flatten the ring into one cell per position: the owner is the first
     # item at or after it, wrapping to the first item.
@@ -352,25 +412,20 @@ def _build_upstream(unique: tuple[str, ...], ordered: list[str]) -> Ring:
     item_pos = [p for p, _ in items]
     item_owner = [index[ep] for _, ep in items]
     item_owner.append(item_owner[0])
-    cells.extend(item_owner[bisect.bisect_left(item_pos, x)] for x in range(UPSTREAM_MAX_POSITIONS))
-    # crc32 % 36000 does not split 2**32 evenly: the first 2**32 % 36000
-    # positions get one hash value more.
-    base, extra = divmod(HASH_SPACE, UPSTREAM_MAX_POSITIONS)
-    weights = [base + 1 if x < extra else base for x in range(UPSTREAM_MAX_POSITIONS)]
-
-    return Ring("upstream", unique, cells, weights, "crc32 % 36000", _upstream_lookup(cells))
+    cells.extend(item_owner[bisect.bisect_left(item_pos, x)] for x in range(v.max_positions))
+    return Ring(algorithm, unique, cells, f"crc32 % {v.max_positions}", _upstream_lookup(cells))
 
 
 def _upstream_lookup(cells: array[int]) -> Lookup:
-    def lookup(key: bytes, _c: array[int] = cells, _h: Callable[..., int] = zlib.crc32) -> int:
-        return _c[_h(key) % 36000]
+    modulus = len(cells)
+
+    def lookup(key: bytes, _c: array[int] = cells, _h: Callable[..., int] = zlib.crc32, _m: int = modulus) -> int:
+        return _c[_h(key) % _m]
 
     return lookup
 
 
-def _restore_ring(
-    algorithm: str, endpoints: tuple[str, ...], cells: array[int], weights: Sequence[int] | None, hash_name: str
-) -> Ring:
+def _restore_ring(algorithm: str, endpoints: tuple[str, ...], cells: array[int], hash_name: str) -> Ring:
     """Unpickle a ring: the table travels, the lookup function is rebuilt around it."""
     lookup = _ringleader_lookup(cells) if algorithm == "ringleader" else _upstream_lookup(cells)
-    return Ring(algorithm, endpoints, cells, weights, hash_name, lookup)
+    return Ring(algorithm, endpoints, cells, hash_name, lookup)

@@ -4,22 +4,31 @@ For operators debugging skew or a "why did this trace land there" question::
 
     ringleader-dataplane ring --endpoints a:4317,b:4317 4bf92f3577b34da6a3ce929d0e0e4736
     ringleader-dataplane ring --endpoints a:4317,b:4317 --algorithm upstream checkout
+    ringleader-dataplane ring --config config.yaml --signal logs --routing-key service checkout
     ringleader-dataplane ring --config config.yaml --stats
 
-Keys:
+A KEY is a routing-key *value*, and the bytes hashed are built from it exactly as the data
+plane builds them when it routes (the same splitter code runs on a one-item request):
 
-- 32 hex characters are a trace ID and are hashed as its 16 raw bytes, exactly
-  as ``routing_key: traceID`` routes spans;
-- anything else is text, hashed as its UTF-8 bytes (as ``service`` routing
-  hashes ``service.name``);
-- ``--text`` forces text, ``--hex`` forces hex bytes of any length.
+- ``traceID``: 32 hex characters; traces hash the 16 raw bytes, logs the 32 lowercase hex
+  characters (as upstream);
+- ``service``: a ``service.name``; traces hash ``service.name=<name>|``, logs and metrics the
+  bare name (as upstream);
+- ``metric``: a metric name; ``resource`` / ``attributes``: ``name=value`` pairs separated by
+  commas (``streamID`` depends on a whole data point: use ``--hex``).
+
+``--routing-key`` and ``--signal`` (default ``traces``) say which; without ``--routing-key`` the
+config's routing key for the signal is used, and without a config a 32-hex KEY is a trace ID
+and anything else a service name. ``--text`` and ``--hex`` skip all that and hash the KEY's
+UTF-8 bytes or hex bytes as they are.
 
 ``--stats`` prints each endpoint's exact share of the hash space and the
 max/avg and min/avg ratios. ``--config`` reads the endpoints (and
 ``ring_algorithm``) from a data-plane config with a static resolver; for other
 resolvers pass the endpoints you see in ``/debug/ring`` with ``--endpoints``.
 
-Output is one tab-separated line per key: key, kind (trace_id, text, hex), owner.
+Output is one tab-separated line per key: key, kind (the routing key, or text/hex), owner.
+``--json`` also shows the hashed bytes (``hashed``, hex).
 Bad input prints one error line and exits with status 2.
 """
 
@@ -30,7 +39,9 @@ import json
 import sys
 from typing import NoReturn, TextIO
 
+from .config_model import ROUTING_KEYS_BY_SIGNAL, SIGNALS
 from .ring import ALGORITHMS, NoBackendsError, Ring, build_ring
+from .routing import UnroutableValueError, key_bytes
 
 PROG = "ringleader-dataplane ring"
 
@@ -58,17 +69,38 @@ def _parser() -> _Parser:
         default=None,
         help="ring algorithm (default: the config's ring_algorithm, else ringleader)",
     )
+    p.add_argument("--signal", choices=SIGNALS, default="traces", help="signal whose routing to follow")
+    all_keys = sorted({k for keys in ROUTING_KEYS_BY_SIGNAL.values() for k in keys})
+    p.add_argument(
+        "--routing-key",
+        choices=all_keys,
+        default=None,
+        help="what each KEY is (default: the config's routing key; else trace ID if 32 hex, else service)",
+    )
+    p.add_argument(
+        "--routing-attributes",
+        default="",
+        help="comma-separated attribute names, for --routing-key attributes (default: the config's)",
+    )
     kind = p.add_mutually_exclusive_group()
-    kind.add_argument("--text", action="store_true", help="treat every KEY as UTF-8 text")
-    kind.add_argument("--hex", action="store_true", help="treat every KEY as hex bytes")
+    kind.add_argument("--text", action="store_true", help="hash every KEY's UTF-8 bytes as they are")
+    kind.add_argument("--hex", action="store_true", help="hash every KEY's hex bytes as they are")
     p.add_argument("--stats", action="store_true", help="print the hash-space share of every endpoint")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("keys", nargs="*", metavar="KEY")
     return p
 
 
-def parse_key(raw: str, force_text: bool = False, force_hex: bool = False) -> tuple[str, bytes]:
-    """Return (kind, bytes) for a KEY argument; raises UsageError for bad hex."""
+def parse_key(
+    raw: str,
+    force_text: bool = False,
+    force_hex: bool = False,
+    *,
+    signal: str = "traces",
+    routing_key: str | None = None,
+    routing_attributes: tuple[str, ...] = (),
+) -> tuple[str, bytes]:
+    """Return (kind, hashed bytes) for a KEY argument; raises UsageError for a bad KEY."""
     if force_text:
         return "text", raw.encode()
     if force_hex:
@@ -76,15 +108,25 @@ def parse_key(raw: str, force_text: bool = False, force_hex: bool = False) -> tu
             return "hex", bytes.fromhex(raw)
         except ValueError:
             raise UsageError(f"key {raw!r} is not valid hex") from None
-    if len(raw) == 32:
-        try:
-            return "trace_id", bytes.fromhex(raw)
-        except ValueError:
-            pass  # 32 characters that are not hex: a text key
-    return "text", raw.encode()
+    if routing_key is None:
+        routing_key = "traceID" if _is_trace_id(raw) and signal != "metrics" else "service"
+    try:
+        return routing_key, key_bytes(signal, routing_key, raw, routing_attributes)
+    except UnroutableValueError as exc:
+        raise UsageError(f"key {raw!r}: {exc}") from None
 
 
-def _endpoints_from_config(path: str) -> tuple[list[str], str]:
+def _is_trace_id(raw: str) -> bool:
+    if len(raw) != 32:
+        return False
+    try:
+        bytes.fromhex(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def _endpoints_from_config(path: str, signal: str) -> tuple[list[str], str, str, tuple[str, ...]]:
     # Imported lazily: the ring subcommand must work without the config stack.
     from .config import ConfigError, load_config
     from .config_model import StaticResolverConfig
@@ -100,7 +142,9 @@ def _endpoints_from_config(path: str) -> tuple[list[str], str]:
             f"{path} uses the {kind} resolver, whose endpoints are only known at run time; "
             "pass them with --endpoints (see /debug/ring on a running instance)"
         )
-    return list(resolver.hostnames), cfg.exporter.ring_algorithm
+    exporter = cfg.exporter
+    key = exporter.routing_key_for(signal)
+    return list(resolver.hostnames), exporter.ring_algorithm, key, exporter.routing_attributes
 
 
 def _stats_table(ring: Ring, out: TextIO) -> None:
@@ -119,8 +163,12 @@ def _stats_table(ring: Ring, out: TextIO) -> None:
 
 def run(argv: list[str], out: TextIO) -> int:
     args = _parser().parse_args(argv)
+    routing_key: str | None = args.routing_key
+    attrs = tuple(a.strip() for a in args.routing_attributes.split(",") if a.strip())
     if args.config:
-        endpoints, config_algorithm = _endpoints_from_config(args.config)
+        endpoints, config_algorithm, config_key, config_attrs = _endpoints_from_config(args.config, args.signal)
+        routing_key = routing_key or config_key
+        attrs = attrs or config_attrs
     elif args.endpoints is not None:
         endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
         config_algorithm = "ringleader"
@@ -128,7 +176,10 @@ def run(argv: list[str], out: TextIO) -> int:
         raise UsageError("no endpoints: pass --endpoints a:4317,b:4317 or --config FILE")
     if not args.keys and not args.stats:
         raise UsageError("nothing to do: pass one or more KEYs and/or --stats")
-    keys = [(raw, *parse_key(raw, args.text, args.hex)) for raw in args.keys]
+    if routing_key == "attributes" and not attrs:
+        raise UsageError("--routing-key attributes needs --routing-attributes name[,name...]")
+    how = {"signal": args.signal, "routing_key": routing_key, "routing_attributes": attrs}
+    keys = [(raw, *parse_key(raw, args.text, args.hex, **how)) for raw in args.keys]
     try:
         ring = build_ring(args.algorithm or config_algorithm, endpoints)
     except NoBackendsError:
@@ -136,7 +187,9 @@ def run(argv: list[str], out: TextIO) -> int:
 
     if args.json:
         doc: dict[str, object] = {
-            "owners": [{"key": raw, "kind": kind, "owner": ring.owner_of(key)} for raw, kind, key in keys]
+            "owners": [
+                {"key": raw, "kind": kind, "hashed": key.hex(), "owner": ring.owner_of(key)} for raw, kind, key in keys
+            ]
         }
         if args.stats:
             doc["ring"] = ring.describe()

@@ -5,7 +5,10 @@ planes (or tests) can live in one process without clashing. Components receive i
 at construction and record through its small methods; nothing here is global.
 
 Metric names follow the upstream ``loadbalancing`` exporter where upstream has one
-(``otelcol_loadbalancer_*``), so existing dashboards and alerts keep working.
+(``otelcol_loadbalancer_*``, written without ``_total`` like upstream v0.161), and the
+collector's standard self-metrics (``otelcol_receiver_*``, ``otelcol_exporter_*``) are derived
+from Ringleader's counters (:mod:`dataplane.collector_metrics`), so existing dashboards and
+alerts keep working.
 Ringleader's additions are prefixed ``ringleader_``:
 
 - ``ringleader_items_received_total{signal,transport}``: spans, log records or
@@ -35,7 +38,9 @@ import time
 from typing import Any
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .collector_metrics import render
 
 log = logging.getLogger("ringleader.telemetry")
 
@@ -154,6 +159,9 @@ class Telemetry:
             registry=r,
         )
         self._log_state: dict[tuple[str, ...], list[Any]] = {}
+        # (signal, reason, transport) -> items: not exported itself; the collector's standard
+        # otelcol_receiver_* metrics need the transport (dataplane.collector_metrics).
+        self.refused_by_transport: dict[tuple[str, str, str], int] = {}
         self.resolver_healthy = Gauge(
             "ringleader_resolver_healthy",
             "1 when the last resolution or watch succeeded, else 0.",
@@ -172,9 +180,16 @@ class Telemetry:
             self.num_backend_updates.labels(resolver=resolver).inc()
 
     # -- data path ------------------------------------------------------------------------
-    def record_refused(self, signal: str, reason: str, items: int, detail: str = "") -> None:
-        """Count a refusal and say why in the log (at most once per interval per reason)."""
+    def record_refused(self, signal: str, reason: str, items: int, detail: str = "", transport: str = "") -> None:
+        """Count a refusal and say why in the log (at most once per interval per reason).
+
+        ``transport`` (``grpc``/``http``, empty when not known) feeds the collector's standard
+        ``otelcol_receiver_refused_*`` metrics (:mod:`dataplane.collector_metrics`).
+        """
         self.items_refused.labels(signal=signal, reason=reason).inc(items)
+        if transport:
+            key = (signal, reason, transport)
+            self.refused_by_transport[key] = self.refused_by_transport.get(key, 0) + items
         self.requests_refused.labels(signal=signal, reason=reason).inc()
         self._log_limited(
             ("refused", signal, reason),
@@ -215,4 +230,5 @@ class Telemetry:
                 self._log_state[key] = [time.monotonic(), 0, 0, state[3]]
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition: ``otelcol_*`` counters without ``_total``, as upstream writes them."""
+        return render(self.registry)

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--sizes", default="3,10,30,100,300")
     ap.add_argument("--trials", type=int, default=3, help="backends added/removed per N (worst is shown)")
+    ap.add_argument("--algorithms", default="ringleader,upstream,upstream-v0.152", help="comma-separated")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     keys = [os.urandom(16) for _ in range(50_000)]
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "| moved on remove (x ideal) | build ms | lookup ns |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for algorithm in ("ringleader", "upstream"):
+    for algorithm in args.algorithms.split(","):
         for n in sizes:
             print(row(algorithm, n, args.trials, keys), flush=True)
     return 0

@@ -1,5 +1,9 @@
 """Shared pytest fixtures.
 
+``otelcol_bin_dir`` (session scope): the directory holding the upstream collector (``otelcol``)
+and ``telemetrygen``, built from Go modules by e2e/build_otelcol.sh on first use (minutes,
+cached afterwards), see :mod:`e2e.otelcol`.
+
 ``envtest`` (session scope): a real etcd + kube-apiserver on loopback, see
 :mod:`e2e.envtest`. The first session on a machine builds Kubernetes from the
 Go module proxy (e2e/build_k8s.sh, many minutes, cached afterwards under
@@ -17,10 +21,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from e2e import otelcol
 from e2e.envtest import EnvTest, binaries_ready, cache_dir, ensure_binaries
 
 
@@ -28,12 +34,18 @@ def _build_kubernetes_once(request: pytest.FixtureRequest, with_controller_manag
     """Build the binaries if missing, telling the user why the session pauses for minutes."""
     if binaries_ready(with_controller_manager=with_controller_manager):
         return
-    capture = request.config.pluginmanager.getplugin("capturemanager")
     what = "etcd, kube-apiserver and kube-controller-manager" if with_controller_manager else "etcd and kube-apiserver"
     notice = (
         f"\nenvtest: first run on this machine: building {what} from the Go module proxy "
         f"(many minutes; log: {cache_dir() / 'build_k8s.log'}). Later runs reuse the cached binaries.\n"
     )
+    _build_outside_the_test_timeout(
+        request, notice, lambda: ensure_binaries(with_controller_manager=with_controller_manager)
+    )
+
+
+def _build_outside_the_test_timeout(request: pytest.FixtureRequest, notice: str, build: Callable[[], object]) -> None:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         with capture.global_and_fixture_disabled():
             sys.stderr.write(notice)
@@ -44,7 +56,7 @@ def _build_kubernetes_once(request: pytest.FixtureRequest, with_controller_manag
     on_main_thread = threading.current_thread() is threading.main_thread()
     remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] if on_main_thread else 0.0
     try:
-        ensure_binaries(with_controller_manager=with_controller_manager)
+        build()
     finally:
         if remaining > 0:
             signal.setitimer(signal.ITIMER_REAL, remaining)
@@ -65,3 +77,15 @@ def envtest_controllers(request: pytest.FixtureRequest) -> Iterator[EnvTest]:
     _build_kubernetes_once(request, with_controller_manager=True)
     with EnvTest(ensure_binaries(with_controller_manager=True), controller_manager=True) as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+def otelcol_bin_dir(request: pytest.FixtureRequest) -> Path:
+    """The upstream collector v0.161 and telemetrygen, built once from Go modules (e2e/build_otelcol.sh)."""
+    if not otelcol.binaries_ready():
+        notice = (
+            "\notelcol: first run on this machine: building the upstream collector and telemetrygen from the "
+            f"Go module proxy (minutes; log: {otelcol.cache_dir() / 'build_otelcol.log'}).\n"
+        )
+        _build_outside_the_test_timeout(request, notice, otelcol.ensure_binaries)
+    return otelcol.ensure_binaries()

@@ -327,6 +327,8 @@ def test_config_with_every_key_set_round_trips_to_the_expected_dataclasses(tmp_p
         telemetry=TelemetryConfig(endpoint="127.0.0.1:18888", log_level="warn"),
         shutdown=ShutdownConfig(drain_timeout=45.0),
         signals=("traces", "metrics"),
+        receiver_id="otlp/edge",
+        exporter_id="load_balancing/tier2",
     )
     assert load_text(tmp_path, text) == expected
 

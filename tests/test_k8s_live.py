@@ -468,7 +468,7 @@ def test_a_data_plane_denied_by_rbac_is_not_ready_says_why_and_recovers_when_gra
 
         ready = wait_until(not_ready_with_reason, 30, what="/readyz to report the RBAC failure")
         assert "403" in ready["resolver_error"] or "forbidden" in ready["resolver_error"].lower(), ready
-        assert dp.metric("otelcol_loadbalancer_num_resolutions_total", resolver="k8s", success="false") >= 1
+        assert dp.metric("otelcol_loadbalancer_num_resolutions", resolver="k8s", success="false") >= 1
         assert dp.proc is not None and dp.proc.poll() is None, "the data plane must not crash"
         # Data sent meanwhile is refused (retryable), not swallowed.
         code, details = grpc_export(dp.grpc_endpoint, "traces", trace_request([(os.urandom(16), os.urandom(8))]))

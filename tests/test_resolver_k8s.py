@@ -25,7 +25,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from dataplane.config_model import K8sResolverConfig
-from dataplane.resolvers.k8s import K8sResolver, join_host_port, parse_service
+from dataplane.hostport import join_host_port
+from dataplane.resolvers.k8s import K8sResolver, parse_service
 from dataplane.telemetry import Telemetry
 
 SVC = "tier2"

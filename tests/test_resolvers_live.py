@@ -220,7 +220,7 @@ def readyz(dp: DataPlaneProcess) -> tuple[int, dict[str, Any]]:
 
 
 def resolutions(dp: DataPlaneProcess, kind: str, success: bool) -> float:
-    return dp.metric("otelcol_loadbalancer_num_resolutions_total", resolver=kind, success=str(success).lower())
+    return dp.metric("otelcol_loadbalancer_num_resolutions", resolver=kind, success=str(success).lower())
 
 
 def wait_all_delivered(dp: DataPlaneProcess, sinks: Sequence[SinkProcess], produced: int, total: int) -> None:

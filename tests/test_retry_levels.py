@@ -43,7 +43,7 @@ def test_exporter_level_retry_resends_only_the_failed_parts(tmp_path: Path, lb_q
         span_ids = collections.Counter(sid for s in sinks for _, sid, _, _ in spans_of(s.records()))
         assert len(span_ids) == total
         assert max(span_ids.values()) == 1, "a delivered part was sent again"
-        assert dp.metric("otelcol_loadbalancer_backend_outcome_total", endpoint=flaky.endpoint, success="false") == 3
+        assert dp.metric("otelcol_loadbalancer_backend_outcome", endpoint=flaky.endpoint, success="false") == 3
         assert dp.metric("ringleader_items_failed_total") == 0
         assert dp.metric("ringleader_items_refused_total") == 0
     finally:

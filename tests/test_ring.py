@@ -38,44 +38,72 @@ def ring_of(algorithm: str, endpoints: tuple[str, ...]) -> Ring:
 # ------------------------------------------------------------------ upstream
 
 
-def test_upstream_positions_match_the_upstream_vector_for_endpoint_1_weight_5() -> None:
-    got = [pos for pos, _ in upstream_positions(["endpoint-1"], weight=5)]
-    assert got == [0x21CA, 0x29D3, 0x3984, 0x5EAF, 0x8BC1]
+UPSTREAM_VECTORS = {
+    # Positions of endpoint-1 with weight 5 (upstream's consistent_hashing_test.go of each release line).
+    "upstream": [0x4BE4, 0x666A, 0xAD6F, 0x1A4C1, 0x1BAE2],
+    "upstream-v0.161": [0x4BE4, 0x666A, 0xAD6F, 0x1A4C1, 0x1BAE2],
+    "upstream-v0.152": [0x21CA, 0x29D3, 0x3984, 0x5EAF, 0x8BC1],
+    "upstream-v0.129": [1401, 4175, 14133, 17836, 21667],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(UPSTREAM_VECTORS))
+def test_upstream_positions_match_the_upstream_vector_for_endpoint_1_weight_5(variant: str) -> None:
+    got = [pos for pos, _ in upstream_positions(["endpoint-1"], weight=5, variant=variant)]
+    assert got == UPSTREAM_VECTORS[variant]
 
 
 @pytest.mark.parametrize(
-    ("key", "owner"),
+    ("variant", "key", "owner"),
     [
-        (bytes([1, 2, 0, 0]), "endpoint-2"),
-        (bytes([128, 128, 0, 0]), "endpoint-1"),
-        (b"ad-service-7", "endpoint-2"),
-        (b"get-recommendations-1", "endpoint-1"),
+        ("upstream", bytes([1, 2, 0, 0]), "endpoint-2"),
+        ("upstream", bytes([128, 128, 0, 0]), "endpoint-1"),
+        ("upstream", b"ad-service-7", "endpoint-2"),
+        ("upstream", b"get-recommendations-1", "endpoint-2"),
+        ("upstream-v0.152", bytes([1, 2, 0, 0]), "endpoint-2"),
+        ("upstream-v0.152", bytes([128, 128, 0, 0]), "endpoint-1"),
+        ("upstream-v0.152", b"ad-service-7", "endpoint-2"),
+        ("upstream-v0.152", b"get-recommendations-1", "endpoint-1"),
     ],
 )
-def test_upstream_ring_routes_the_upstream_vector_keys(key: bytes, owner: str) -> None:
-    ring = build_ring("upstream", ["endpoint-1", "endpoint-2"])
+def test_upstream_ring_routes_the_upstream_vector_keys(variant: str, key: bytes, owner: str) -> None:
+    ring = build_ring(variant, ["endpoint-1", "endpoint-2"])
     assert ring.owner_of(key) == owner
 
 
-def test_upstream_ring_has_100_points_per_endpoint_with_linear_probing() -> None:
-    items = upstream_positions(["endpoint-1", "endpoint-2"])
-    assert len(items) == 200
-    assert len({p for p, _ in items}) == 200
+def test_upstream_means_the_ring_of_the_current_upstream_release() -> None:
+    eps = fleet(9)
+    assert moved_fraction(build_ring("upstream", eps), build_ring("upstream-v0.161", eps)) == 0.0
+    assert build_ring("upstream", eps).hash_name == "crc32 % 131071"
 
 
-def test_upstream_probing_moves_a_colliding_point_to_the_next_free_position() -> None:
-    # The same endpoint twice collides on all 100 positions: every second copy
+@pytest.mark.parametrize(("variant", "points"), [("upstream", 200), ("upstream-v0.152", 100)])
+def test_upstream_ring_has_its_points_per_endpoint_with_linear_probing(variant: str, points: int) -> None:
+    items = upstream_positions(["endpoint-1", "endpoint-2"], variant=variant)
+    assert len(items) == 2 * points
+    assert len({p for p, _ in items}) == 2 * points
+
+
+@pytest.mark.parametrize(("variant", "modulus"), [("upstream", 131071), ("upstream-v0.152", 36000)])
+def test_upstream_probing_moves_a_colliding_point_to_the_next_free_position(variant: str, modulus: int) -> None:
+    # The same endpoint twice collides on all its positions: every second copy
     # lands on the next free position (upstream keeps duplicates this way).
-    single = {p for p, _ in upstream_positions(["a"])}
-    double = {p for p, _ in upstream_positions(["a", "a"])}
+    single = {p for p, _ in upstream_positions(["a"], variant=variant)}
+    double = {p for p, _ in upstream_positions(["a", "a"], variant=variant)}
     assert single < double
-    assert all((p - 1) % 36000 in double for p in double - single)
+    assert all((p - 1) % modulus in double for p in double - single)
 
 
-def test_upstream_ring_is_built_from_the_sorted_list_like_upstream_resolvers() -> None:
+def test_the_original_upstream_ring_drops_colliding_points() -> None:
+    single = upstream_positions(["a"], variant="upstream-v0.129")
+    assert upstream_positions(["a", "a"], variant="upstream-v0.129") == single
+
+
+@pytest.mark.parametrize("variant", ["upstream", "upstream-v0.152", "upstream-v0.129"])
+def test_upstream_ring_is_built_from_the_sorted_list_like_upstream_resolvers(variant: str) -> None:
     eps = fleet(30)
-    forward = build_ring("upstream", eps)
-    backward = build_ring("upstream", list(reversed(eps)))
+    forward = build_ring(variant, eps)
+    backward = build_ring(variant, list(reversed(eps)))
     assert moved_fraction(forward, backward) == 0.0
 
 
@@ -197,7 +225,7 @@ def test_describe_is_json_able_and_reports_balance() -> None:
 endpoint_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-:", min_size=1, max_size=24)
 endpoint_sets = st.lists(endpoint_names, min_size=2, max_size=12, unique=True)
 keys = st.lists(st.binary(min_size=0, max_size=32), min_size=1, max_size=50)
-algorithms = st.sampled_from(["ringleader", "upstream"])
+algorithms = st.sampled_from(["ringleader", "upstream", "upstream-v0.152", "upstream-v0.129"])
 
 
 @settings(max_examples=25, deadline=None)
@@ -217,7 +245,7 @@ def test_removing_a_backend_moves_about_its_own_share(
     old = build_ring(algorithm, eps)
     new = build_ring(algorithm, [e for e in eps if e != victim])
     moved = moved_fraction(old, new)
-    if algorithm == "upstream":
+    if algorithm.startswith("upstream"):
         # Upstream's probing lets other endpoints' points shift, so bound it loosely.
         assert moved <= 1.5 * old.shares()[victim] + 0.01
     else:
@@ -243,7 +271,7 @@ def test_adding_a_backend_moves_keys_mostly_to_it(eps: list[str], ks: list[bytes
             assert trimmed
 
 
-@pytest.mark.parametrize("algorithm", ["ringleader", "upstream"])
+@pytest.mark.parametrize("algorithm", ["ringleader", "upstream", "upstream-v0.152"])
 def test_a_ring_sent_to_another_process_routes_every_key_the_same(algorithm: str) -> None:
     # The data plane builds rings in a worker process and ships them back pickled.
     import pickle

@@ -27,17 +27,52 @@ def test_trace_id_key_is_hashed_as_its_16_raw_bytes(capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, "--endpoints", ",".join(EPS), TRACE_ID)
     assert code == 0
     owner = build_ring("ringleader", EPS).owner_of(bytes.fromhex(TRACE_ID))
-    assert out == f"{TRACE_ID}\ttrace_id\t{owner}\n"
+    assert out == f"{TRACE_ID}\ttraceID\t{owner}\n"
 
 
-def test_other_keys_are_utf8_text(capsys: pytest.CaptureFixture[str]) -> None:
+def test_other_keys_are_service_names_hashed_as_trace_routing_builds_the_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = run(capsys, "--endpoints", ",".join(EPS), "checkout", "zürich")
     assert code == 0
     ring = build_ring("ringleader", EPS)
     assert out.splitlines() == [
-        f"checkout\ttext\t{ring.owner_of(b'checkout')}",
-        f"zürich\ttext\t{ring.owner_of('zürich'.encode())}",
+        f"checkout\tservice\t{ring.owner_of(b'service.name=checkout|')}",
+        f"zürich\tservice\t{ring.owner_of('service.name=zürich|'.encode())}",
     ]
+
+
+@pytest.mark.parametrize(
+    ("signal", "routing_key", "value", "hashed"),
+    [
+        ("traces", "service", "checkout", b"service.name=checkout|"),
+        ("logs", "service", "checkout", b"checkout"),
+        ("metrics", "service", "checkout", b"checkout"),
+        ("traces", "traceID", TRACE_ID, bytes.fromhex(TRACE_ID)),
+        ("logs", "traceID", TRACE_ID.upper(), TRACE_ID.encode()),
+        ("metrics", "metric", "http.server.duration", b"http.server.duration"),
+        ("logs", "resource", "b=2,a=1", b"resource/a=1|b=2"),
+    ],
+)
+def test_every_routing_key_is_built_as_routing_builds_it(
+    capsys: pytest.CaptureFixture[str], signal: str, routing_key: str, value: str, hashed: bytes
+) -> None:
+    code, out, err = run(
+        capsys, "--endpoints", ",".join(EPS), "--signal", signal, "--routing-key", routing_key, "--json", value
+    )
+    assert (code, err) == (0, "")
+    owner = json.loads(out)["owners"][0]
+    assert bytes.fromhex(owner["hashed"]) == hashed
+    assert owner["owner"] == build_ring("ringleader", EPS).owner_of(hashed)
+
+
+def test_attribute_keys_follow_the_routing_attributes_order_and_mark_absent_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--endpoints", ",".join(EPS), "--routing-key", "attributes", "--routing-attributes", "tenant,region"]
+    code, out, err = run(capsys, *argv, "--json", "tenant=acme")
+    assert (code, err) == (0, "")
+    assert bytes.fromhex(json.loads(out)["owners"][0]["hashed"]) == b"tenant=acme|region=|"
 
 
 def test_text_flag_forces_a_32_hex_key_to_text(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,17 +85,24 @@ def test_hex_flag_takes_hex_bytes_of_any_length(capsys: pytest.CaptureFixture[st
     assert out == "01020000\thex\tendpoint-2\n"  # upstream's own test vector
 
 
-def test_upstream_algorithm_reproduces_upstream_vectors(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("algorithm", "owners"),
+    [("upstream", ["endpoint-2", "endpoint-2"]), ("upstream-v0.152", ["endpoint-2", "endpoint-1"])],
+)
+def test_upstream_algorithms_reproduce_upstream_vectors(
+    capsys: pytest.CaptureFixture[str], algorithm: str, owners: list[str]
+) -> None:
     _, out, _ = run(
         capsys,
         "--endpoints",
         "endpoint-2,endpoint-1",
         "--algorithm",
-        "upstream",
+        algorithm,
+        "--text",
         "ad-service-7",
         "get-recommendations-1",
     )
-    assert [line.split("\t")[2] for line in out.splitlines()] == ["endpoint-2", "endpoint-1"]
+    assert [line.split("\t")[2] for line in out.splitlines()] == owners
 
 
 def test_stats_prints_every_endpoint_share_and_the_ratios(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +119,7 @@ def test_stats_prints_every_endpoint_share_and_the_ratios(capsys: pytest.Capture
 def test_json_output_carries_owners_and_ring_description(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "--endpoints", ",".join(EPS), "--json", "--stats", TRACE_ID)
     doc = json.loads(out)
-    assert doc["owners"][0]["kind"] == "trace_id"
+    assert doc["owners"][0]["kind"] == "traceID"
     assert doc["ring"]["backends"] == 3
 
 
@@ -130,6 +172,12 @@ def test_unreadable_config_is_one_error_line(tmp_path: Path, capsys: pytest.Capt
         (["--endpoints", "a,b"], "nothing to do"),
         (["--endpoints", "a", "--algorithm", "maglev", "x"], "invalid choice"),
         (["--endpoints", "a", "--text", "--hex", "x"], "not allowed with"),
+        (["--endpoints", "a", "--routing-key", "traceID", "checkout"], "not a trace ID"),
+        (["--endpoints", "a", "--signal", "metrics", "--routing-key", "traceID", "x"], "cannot be routed by"),
+        (["--endpoints", "a", "--signal", "logs", "--routing-key", "streamID", "x"], "cannot be routed by"),
+        (["--endpoints", "a", "--signal", "metrics", "--routing-key", "streamID", "x"], "--hex"),
+        (["--endpoints", "a", "--routing-key", "attributes", "x=1"], "--routing-attributes"),
+        (["--endpoints", "a", "--signal", "logs", "--routing-key", "resource", "novalue"], "not name=value"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(
@@ -152,6 +200,7 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
             "endpoint-1,endpoint-2",
             "--algorithm",
             "upstream",
+            "--text",
             "get-recommendations-1",
         ],
         capture_output=True,
@@ -161,4 +210,4 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "get-recommendations-1\ttext\tendpoint-1\n"
+    assert proc.stdout == "get-recommendations-1\ttext\tendpoint-2\n"

@@ -128,7 +128,7 @@ def test_sigterm_with_a_dead_backend_exits_0_at_the_deadline_and_logs_what_it_dr
             assert grpc_export(dp.grpc_endpoint, "traces", trace_request(_ids(n)))[0] == grpc.StatusCode.OK
             items += n
         wait_until(
-            lambda: dp.metric("otelcol_loadbalancer_backend_outcome_total", success="false") >= 2,
+            lambda: dp.metric("otelcol_loadbalancer_backend_outcome", success="false") >= 2,
             20,
             what="exports to the dead backend to fail",
         )

@@ -106,7 +106,7 @@ def test_backend_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
         assert sender.is_alive(), "the stream should still be flowing when the backend dies"
         wait_until(
             lambda: (
-                dp.metric("otelcol_loadbalancer_backend_outcome_total", endpoint=victim.endpoint, success="false") >= 2
+                dp.metric("otelcol_loadbalancer_backend_outcome", endpoint=victim.endpoint, success="false") >= 2
             ),
             30,
             what="exports to the dead backend to fail",
@@ -122,6 +122,6 @@ def test_backend_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
         )
         _assert_exactly_once_and_trace_affinity(sinks, produced)
         assert dp.metric("ringleader_items_failed_total") == 0
-        assert dp.metric("otelcol_loadbalancer_backend_outcome_total", endpoint=victim.endpoint, success="false") >= 2
+        assert dp.metric("otelcol_loadbalancer_backend_outcome", endpoint=victim.endpoint, success="false") >= 2
     finally:
         dp.stop()

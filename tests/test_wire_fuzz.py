@@ -233,12 +233,19 @@ def _atheris_main(argv: list[str]) -> None:
 
     # Coverage of the splitters is what guides the fuzzer: instrument their code in place
     # (instrumenting everything loaded, protobuf and hypothesis included, takes minutes).
+    import importlib
     import inspect
+    import pkgutil
 
     import dataplane.routing
     import dataplane.wire
 
-    for module in (dataplane.wire, dataplane.routing):
+    modules = [dataplane.wire, dataplane.routing]
+    modules += [
+        importlib.import_module(f"dataplane.routing.{info.name}")
+        for info in pkgutil.iter_modules(dataplane.routing.__path__)
+    ]
+    for module in modules:
         for obj in vars(module).values():
             if getattr(obj, "__module__", None) != module.__name__:
                 continue

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..config_model import AWSCloudMapResolverConfig
+from ..hostport import join_host_port
 from ..telemetry import Telemetry
 from .base import PollingResolver, ResolverError
 
@@ -236,7 +237,7 @@ class AWSCloudMapResolver(PollingResolver):
                 if not port.isdigit() or not 0 < int(port) < 65536:
                     skipped[f"invalid {_PORT_ATTR} attribute"] += 1
                     continue
-            endpoints.append(f"{ip}:{port}")
+            endpoints.append(join_host_port(ip, port))
         self._report_skipped(skipped, len(instances))
         if instances and not endpoints:
             raise ResolverError(

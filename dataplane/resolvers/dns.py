@@ -55,6 +55,7 @@ import socket
 from collections.abc import Sequence
 
 from ..config_model import DNSResolverConfig
+from ..hostport import join_host_port
 from ..telemetry import Telemetry
 from .base import PollingResolver, ResolverError
 from .dnswire import DNSClient, DNSError, Rcode, ResolvConf, Response, RRType, SRVData, parse_server
@@ -67,8 +68,7 @@ DEFAULT_TIMEOUT = 1.0
 
 def format_endpoint(address: str, port: str | int) -> str:
     """Upstream's endpoint string: IPv6 in brackets, ``:port`` only when a port is set."""
-    host = f"[{address}]" if ":" in address else address
-    return f"{host}:{port}" if port != "" else host
+    return join_host_port(address, port) if port != "" else address
 
 
 def _norm(name: str) -> str:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_model import K8sResolverConfig
+from ..hostport import join_host_port
 from ..telemetry import Telemetry
 from .base import Resolver
 from .kubeclient import SERVICEACCOUNT_DIR, KubeAPIError, KubeClient, KubeConfigError, WatchInterrupted
@@ -86,11 +87,6 @@ def parse_service(service: str, serviceaccount_dir: str = SERVICEACCOUNT_DIR) ->
     except OSError:
         namespace = ""
     return name, namespace or "default"
-
-
-def join_host_port(host: str, port: int) -> str:
-    """Go's net.JoinHostPort: brackets around IPv6 literals."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def endpoint_counts(endpoint: Mapping[str, Any]) -> bool:
