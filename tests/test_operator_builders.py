@@ -25,7 +25,7 @@ from ringleader_operator.builders import (
     configmaps_to_prune,
 )
 from ringleader_operator.owner import Owner, scale_selector
-from ringleader_operator.render import TLS_DIR, config_hash, render_config, validate_config
+from ringleader_operator.render import TLS_DIR, config_hash, render_config, spec_path_for, validate_config
 from ringleader_operator.spec import SpecError, parse_spec
 
 OWNER = Owner(name="tier1", namespace="observability", uid="0b4f5c2e-0000-4000-8000-000000000001", generation=3)
@@ -355,3 +355,33 @@ def test_configmaps_to_prune_keeps_the_current_and_the_newest_old_ones() -> None
     assert configmaps_to_prune(existing, keep=0, current="t-a") == ["t-b", "t-c", "t-d"]
     assert configmaps_to_prune(list(reversed(existing)), keep=1, current="t-d") == ["t-a", "t-b"]
     assert configmaps_to_prune(existing, keep=10, current="t-d") == []
+
+
+@pytest.mark.parametrize(
+    ("config_key", "field"),
+    [
+        ("", "spec"),
+        ("receivers.otlp.protocols.grpc.endpoint", "spec.ports.grpc"),
+        ("telemetry.endpoint", "spec.ports.metrics"),
+        ("shutdown.drain_timeout", "spec.drainTimeout"),
+        ("exporters.loadbalancing.routing_attributes[0]", "spec.routingAttributes[0]"),
+        ("exporters.loadbalancing.sending_queue.queue_size", "spec.sendingQueue.queueSize"),
+        ("exporters.loadbalancing.resolver.aws_cloud_map.service_name", "spec.resolver.awsCloudMap.serviceName"),
+        ("exporters.loadbalancing.resolver.k8s.return_hostnames", "spec.resolver.k8s.returnHostnames"),
+        ("exporters.loadbalancing.resolver.static.hostnames[2]", "spec.resolver.static.hostnames[2]"),
+        ("exporters.loadbalancing.protocol.otlp.retry_on_failure.max_interval", "spec.otlp.retryOnFailure.maxInterval"),
+        ("exporters.loadbalancing.protocol.otlp.tls.server_name_override", "spec.otlp.tls.serverName"),
+        ("exporters.loadbalancing.protocol.otlp.tls.key_file", "spec.otlp.tls.secretName"),
+        ("exporters.loadbalancing.protocol.otlp.headers.x-a", "spec.otlp.headers"),
+        ("exporters.loadbalancing.protocol.otlp.tls.min_version", "spec.extraConfig.protocol.otlp.tls.min_version"),
+        ("exporters.loadbalancing.protocol.otlp.keepalive.time", "spec.extraConfig.protocol.otlp.keepalive.time"),
+    ],
+)
+def test_a_data_plane_config_key_maps_to_the_field_behind_it(config_key: str, field: str) -> None:
+    assert spec_path_for(config_key) == field
+
+
+def test_the_same_spec_builds_the_same_objects() -> None:
+    from tests.crdutil import FULL_SPEC
+
+    assert build_all(OWNER, parse_spec(FULL_SPEC)) == build_all(OWNER, parse_spec(copy.deepcopy(FULL_SPEC)))

@@ -299,7 +299,7 @@ def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> N
                 "endpoint": "ignored:4317",
                 "compression": "",
                 "tls": {"ca_file": "/etc/tls/ca.pem", "reload_interval": "1h", "min_version": "1.2"},
-                "headers": {"authorization": "Bearer ${env:TOKEN}"},
+                "headers": {"x-scope-orgid": "${env:TENANT}", "authorization": "Bearer ${env:TOKEN}"},
                 "auth": {"authenticator": "oauth2client"},
                 "keepalive": {"time": "30s"},
                 "wait_for_ready": True,
@@ -311,7 +311,10 @@ def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> N
     notes = "\n".join(conversion.notes)
     assert "protocol.otlp.endpoint: dropped" in notes
     assert "protocol.otlp.tls.ca_file: put the CA certificate in a Secret as key ca.crt" in notes
-    assert "protocol.otlp.headers.authorization: reads the collector's environment" in notes
+    assert (
+        "protocol.otlp.headers.authorization: a credential: create the Secret it is read from, e.g. "
+        "kubectl create secret generic otlp-headers --from-literal=authorization='<value>'"
+    ) in notes
     assert "protocol.otlp.auth: authenticator extensions are not supported" in notes
     assert "protocol.otlp.user_agent: reads the collector's environment; write the value" in notes
     del block["protocol"]["otlp"]["user_agent"]
@@ -323,6 +326,11 @@ def test_what_cannot_move_by_itself_is_a_note_and_the_rest_still_converts() -> N
     assert spec["timeout"] == "0s"
     assert spec["sendingQueue"] == {"blockOnOverflow": True, "enabled": True}
     assert spec["otlp"]["compression"] == "none"
+    assert spec["otlp"]["headers"] == [
+        {"name": "x-scope-orgid", "value": "${env:TENANT}"},
+        {"name": "authorization", "valueFrom": {"secretKeyRef": {"name": "otlp-headers", "key": "authorization"}}},
+    ]
+    assert "protocol.otlp.headers.x-scope-orgid: reads the collector's environment" in notes
     assert spec["extraConfig"] == {
         "protocol": {
             "otlp": {

@@ -206,6 +206,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "set exactly one of value and valueFrom",
         "spec.otlp.headers[0]",
     ),
+    "credential-header-as-literal": (
+        bad(otlp={"headers": [{"name": "Authorization", "value": "Bearer abc"}]}),
+        "spec.otlp.headers[0].value: Invalid value: this header carries a credential",
+        "spec.otlp.headers[0].value",
+    ),
     "insecure-with-tls-secret": (
         bad(otlp={"tls": {"insecure": True, "secretName": "tier2-tls"}}),
         "spec.otlp.tls.insecure: Invalid value: insecure means plaintext",

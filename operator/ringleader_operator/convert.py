@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .alloy import AlloyError, alloy_to_collector, parse_alloy
+from .spec import CREDENTIAL_HEADERS
 
 __all__ = [
     "Conversion",
@@ -57,6 +58,7 @@ class Conversion:
     notes: tuple[str, ...] = ()
 
 
+HEADERS_SECRET = "otlp-headers"  # where converted credential headers are read from (the user creates it)
 _EXPORTER = re.compile(r"^(loadbalancing|load_balancing)(/.*)?$")
 
 
@@ -256,6 +258,15 @@ def _headers(value: Any, path: str, notes: _Notes) -> list[dict[str, Any]]:
         pairs = [(str(k), v) for k, v in _mapping(value, path).items()]
     headers: list[dict[str, Any]] = []
     for name, text in pairs:
+        if name.lower() in CREDENTIAL_HEADERS:
+            key = name.lower()
+            headers.append({"name": name, "valueFrom": {"secretKeyRef": {"name": HEADERS_SECRET, "key": key}}})
+            notes.add(
+                f"{path}.{name}",
+                f"a credential: create the Secret it is read from, e.g. kubectl create secret generic "
+                f"{HEADERS_SECRET} --from-literal={key}='<value>'",
+            )
+            continue
         headers.append({"name": name, "value": "" if text is None else str(text)})
         if _ENV_REF.search(str(text or "")):
             notes.add(

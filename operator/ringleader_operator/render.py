@@ -19,7 +19,7 @@ is a Secret key is referenced as ``${env:RINGLEADER_HEADER_<n>}`` (the data plan
 expands environment references) and the Deployment sets that variable from the
 Secret. Literal strings from the spec are escaped (``$`` -> ``$$``), so a spec
 cannot read the pod's environment by accident; ``extraConfig`` is passed through
-as written.
+as written (:func:`~ringleader_operator.spec.parse_spec` refuses ``${...}`` in it).
 """
 
 from __future__ import annotations

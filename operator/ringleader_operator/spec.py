@@ -32,6 +32,7 @@ from typing import Any, Literal, NoReturn, cast
 from dataplane.config import parse_duration
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "DEFAULT_IMAGE",
     "MANAGED_EXTRA_CONFIG_KEYS",
     "TLS",
@@ -267,6 +268,9 @@ MAX_HEADERS = 32
 MAX_TOLERATIONS = 32
 MAX_SPREAD = 8
 MAX_REPLICAS = 1000
+
+# Headers whose value is a credential: only from a Secret (a literal value would land in the ConfigMap).
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # RFC 1035 label: Service names
 _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # namespaces
@@ -609,6 +613,9 @@ def _header(value: _Field) -> Header:
     if text is not None:
         if not isinstance(text.raw, str):
             text.fail(f"expected a string, got {_kind(text.raw)}")
+        if name.lower() in CREDENTIAL_HEADERS:
+            text.fail(f"{name} carries a credential, which must not be written to a ConfigMap: use "
+                      "valueFrom.secretKeyRef")  # fmt: skip
         return Header(name=name, value=text.raw)
     assert source is not None
     src = source.obj()
