@@ -9,9 +9,13 @@ operator made.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +40,6 @@ def apply_manifest(api: Any, manifest: dict[str, Any], manager: str = "ringleade
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     ns = manifest["metadata"].get("namespace")
     path = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"
-    import json
-
     _, url, headers, body, _ = api.param_serialize(
         "PATCH", f"{path}/{manifest['metadata']['name']}",
         query_params=[("fieldManager", manager), ("force", "true")],
@@ -57,7 +59,7 @@ def install_operator_rbac(
     operator_namespace: str,
     *,
     namespaces: list[str] | None,
-    tier2_namespaces: list[str] = (),  # type: ignore[assignment]
+    tier2_namespaces: Sequence[str] = (),
 ) -> ServiceAccountCredentials:
     """Apply exactly the documented RBAC and return the operator ServiceAccount's credentials."""
     with env.api_client() as api:
@@ -101,9 +103,6 @@ class OperatorProcess:
         return self.proc is None or self.proc.poll() is not None
 
     def _alive(self) -> bool:
-        import urllib.error
-        import urllib.request
-
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
                 return bool(resp.status == 200)

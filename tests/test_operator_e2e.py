@@ -9,16 +9,19 @@ deletes owned objects.
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from dataplane.config import parse_config
 from e2e.envtest import EnvTest
-from tests.harness import wait_until
+from tests.harness import DataPlaneProcess, free_port, static_config, wait_until
 from tests.operator_harness import GROUP, KIND, Cluster, OperatorProcess, apply_manifest, install_operator_rbac
 
 HASH = "ringleader.dev/config-hash"
@@ -184,6 +187,7 @@ def test_a_spec_only_the_data_plane_refuses_changes_nothing_and_degrades_with_th
     cluster.tier2_service(ns)
     cluster.create(ns, "tier1", k8s_spec())
     good = converged(cluster, ns, "tier1")["status"]
+    settled(cluster, ns, "tier1")  # the Deployment controller has stopped writing its status
     deployment = cluster.apps.read_namespaced_deployment("tier1-ringleader", ns)
     before = {
         "deployment": deployment.metadata.resource_version,
@@ -356,3 +360,137 @@ def test_a_restarted_operator_changes_nothing_in_a_converged_cluster(
             body["metadata"].pop("resourceVersion", None)
         assert resource_after == resource_before
     assert after == before
+
+
+def test_a_restarted_operator_finishes_what_changed_while_it_was_down(
+    cluster: Cluster, operator: OperatorProcess, envtest_controllers: EnvTest
+) -> None:
+    ns = envtest_controllers.new_namespace("op")
+    cluster.tier2_service(ns)
+    cluster.create(ns, "tier1", k8s_spec())
+    first = converged(cluster, ns, "tier1")["status"]
+
+    operator.stop()
+    cluster.patch_spec(ns, "tier1", {"replicas": 3, "otlp": {"compression": "none"}})
+    cluster.core.delete_namespaced_service("tier1-ringleader", ns)
+    operator.start()
+
+    second = converged(cluster, ns, "tier1")["status"]
+    assert second["configHash"] != first["configHash"]
+    deployment = cluster.apps.read_namespaced_deployment("tier1-ringleader", ns)
+    assert deployment.spec.replicas == 3
+    assert deployment.spec.template.metadata.annotations[HASH] == second["configHash"]
+    wait_until(lambda: cluster.exists(cluster.core.read_namespaced_service, "tier1-ringleader", ns), 60,
+               interval=0.3, what="the Service deleted while the operator was down to be re-created")  # fmt: skip
+
+
+class RingServer:
+    """A real data plane whose /debug/ring answers at ``address:port``, standing in for a pod."""
+
+    def __init__(self, workdir: Any, name: str, address: str, port: int, backends: list[str]) -> None:
+        cfg = static_config(backends)
+        self.dp = DataPlaneProcess(workdir, cfg, name=name)
+        config = yaml.safe_load(self.dp.config_path.read_text())
+        config["telemetry"]["endpoint"] = f"{address}:{port}"
+        self.dp.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.url = f"http://{address}:{port}/debug/ring"
+
+    def start(self) -> RingServer:
+        self.dp.start(wait_ready=False)
+
+        def ring_built() -> bool:  # what a pod's readiness (/readyz: backends > 0) would wait for
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as resp:
+                    return bool(json.loads(resp.read()).get("endpoints"))
+            except OSError:
+                return bool(self.dp._died())
+
+        wait_until(ring_built, 30, interval=0.2, what=f"a ring at {self.url}")
+        assert not self.dp._died(), self.dp.log.read_text()[-2000:]
+        return self
+
+    def stop(self) -> None:
+        self.dp.stop()
+
+
+def test_replicas_that_disagree_about_the_backend_set_are_reported_until_they_agree(
+    cluster: Cluster, operator: OperatorProcess, envtest_controllers: EnvTest, tmp_path: Any
+) -> None:
+    # Two "pods": real data planes on 127.0.0.2 and 127.0.0.3 (the same metrics port, as pods have),
+    # whose static resolvers hold different backend sets; nothing is sent to those backends.
+    port = free_port()
+    both, one = ["10.9.9.1:4317", "10.9.9.2:4317"], ["10.9.9.1:4317"]
+    ns = envtest_controllers.new_namespace("op")
+    spec = {"replicas": 2, "resolver": {"static": {"hostnames": both}}, "otlp": {"tls": {"insecure": True}},
+            "ports": {"metrics": port}}  # fmt: skip
+    cluster.create(ns, "tier1", spec)
+    converged(cluster, ns, "tier1")
+    wait_until(lambda: len(cluster.core.list_namespaced_pod(ns).items) == 2, 60, interval=0.2, what="2 pods")
+    servers = [RingServer(tmp_path, "pod-a", "127.0.0.2", port, both).start(),
+               RingServer(tmp_path, "pod-b", "127.0.0.3", port, one).start()]  # fmt: skip
+    try:
+        pods = sorted(p.metadata.name for p in cluster.core.list_namespaced_pod(ns).items)
+        for name, address in zip(pods, ("127.0.0.2", "127.0.0.3"), strict=True):
+            cluster.core.patch_namespaced_pod_status(name, ns, {"status": {
+                "phase": "Running", "podIP": address, "podIPs": [{"ip": address}],
+                "conditions": [{"type": "Ready", "status": "True"}]}})  # fmt: skip
+
+        def ring() -> dict[str, Any]:
+            return dict((cluster.get(ns, "tier1").get("status") or {}).get("ring") or {})
+
+        wait_until(lambda: ring().get("consistent") is False, 60, interval=0.3, what="the disagreement reported")
+        assert ring()["replicasReporting"] == 2
+        assert sorted((s["backends"], s["pods"]) for s in ring()["backendSets"]) == [(1, [pods[1]]), (2, [pods[0]])]
+        degraded = cluster.condition(ns, "tier1", "Degraded")
+        assert degraded["reason"] == "BackendSetDisagreement", degraded
+        wait_until(lambda: cluster.condition(ns, "tier1", "Ready").get("status") == "True", 60, interval=0.3,
+                   what="Ready: both replicas are ready")  # fmt: skip
+
+        # The lagging replica catches up (here: restarted with the full set): the report clears.
+        servers[1].stop()
+        servers[1] = RingServer(tmp_path, "pod-b2", "127.0.0.3", port, both).start()
+        wait_until(lambda: ring().get("consistent") is True, 60, interval=0.3, what="agreement reported")
+        wait_until(lambda: cluster.condition(ns, "tier1", "Degraded").get("status") == "False", 60, interval=0.3,
+                   what="Degraded to clear")  # fmt: skip
+        assert any(r == "BackendSetDisagreement" for _, r, _ in cluster.events(ns, "tier1"))
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_the_scale_subresource_and_optional_objects_follow_the_spec(
+    cluster: Cluster, operator: OperatorProcess, envtest_controllers: EnvTest
+) -> None:
+    ns = envtest_controllers.new_namespace("op")
+    cluster.tier2_service(ns)
+    uid = cluster.create(ns, "tier1", k8s_spec(autoscaling={"minReplicas": 2, "maxReplicas": 6}))["metadata"]["uid"]
+    converged(cluster, ns, "tier1")
+    name = "tier1-ringleader"
+    hpa: Any = k8s.AutoscalingV2Api(cluster.api).read_namespaced_horizontal_pod_autoscaler(name, ns)
+    assert (hpa.spec.scale_target_ref.kind, hpa.spec.scale_target_ref.name) == (KIND, "tier1")
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 6) and owned_by(hpa, uid)
+
+    # `kubectl scale lbe tier1 --replicas 4` (what an HPA does too): the scale subresource.
+    cluster.custom.patch_namespaced_custom_object_scale(GROUP, "v1alpha1", ns, "loadbalancingexporters", "tier1",
+                                                        {"spec": {"replicas": 4}})  # fmt: skip
+    wait_until(lambda: cluster.apps.read_namespaced_deployment(name, ns).spec.replicas == 4, 60, interval=0.2,
+               what="the Deployment to follow the scale subresource")  # fmt: skip
+    scale = wait_until(
+        lambda: (s := cluster.custom.get_namespaced_custom_object_scale(
+            GROUP, "v1alpha1", ns, "loadbalancingexporters", "tier1")) and s["status"].get("replicas") == 4 and s,
+        60, interval=0.3, what="the scale subresource to report 4 replicas",
+    )  # fmt: skip
+    assert scale["status"]["selector"].startswith("app.kubernetes.io/name=ringleader")
+
+    # Optional objects the spec no longer wants are deleted.
+    cluster.custom.patch_namespaced_custom_object(
+        GROUP, "v1alpha1", ns, "loadbalancingexporters", "tier1",
+        {"spec": {"autoscaling": None, "podDisruptionBudget": {"enabled": False}}},
+    )  # fmt: skip
+    autoscaling: Any = k8s.AutoscalingV2Api(cluster.api)
+    wait_until(
+        lambda: not cluster.exists(autoscaling.read_namespaced_horizontal_pod_autoscaler, name, ns)
+        and not cluster.exists(cluster.policy.read_namespaced_pod_disruption_budget, name, ns),
+        60, interval=0.3, what="the HPA and the PDB to be deleted",
+    )  # fmt: skip
+    assert any(r == "Deleted" and "HorizontalPodAutoscaler" in m for _, r, m in cluster.events(ns, "tier1"))

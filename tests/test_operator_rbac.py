@@ -157,3 +157,27 @@ def test_the_rbac_the_operator_writes_lets_the_data_plane_deliver_traces_and_not
             assert denied.value.status == 403, denied.value
         assert len(k8s.DiscoveryV1Api(api).list_namespaced_endpoint_slice(tier2).items) == 1
 
+
+
+def test_a_tier2_namespace_outside_the_operators_roles_is_reported_not_crashed_on(
+    setup: dict[str, Any], envtest_controllers: EnvTest
+) -> None:
+    cluster: Cluster = setup["cluster"]
+    app = setup["app"]
+    elsewhere = envtest_controllers.new_namespace("unbound")
+    cluster.tier2_service(elsewhere)
+    cluster.create(app, "other", {"replicas": 1, "resolver": {"k8s": {"service": "tier2", "namespace": elsewhere}},
+                                  "otlp": {"tls": {"insecure": True}}})  # fmt: skip
+
+    def degraded() -> dict[str, Any] | None:
+        condition = cluster.condition(app, "other", "Degraded")
+        return condition if condition.get("status") == "True" else None
+
+    condition = wait_until(degraded, 60, interval=0.3, what="Degraded on the resource")
+    assert condition["reason"] == "ApplyFailed", condition
+    assert "403" in condition["message"] and "docs/operator.md" in condition["message"], condition["message"]
+    warnings = [(r, m) for t, r, m in cluster.events(app, "other") if t == "Warning"]
+    assert any(r == "ApplyFailed" and elsewhere in m for r, m in warnings), warnings
+    # The first resource is unaffected and the operator still serves it.
+    assert cluster.condition(app, "tier1", "Degraded")["status"] == "False"
+    assert setup["operator"].proc is not None and setup["operator"].proc.poll() is None

@@ -22,6 +22,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any, Literal
 
 from kubernetes.client.exceptions import ApiException
@@ -141,12 +142,18 @@ class KubeApi:
         body = await self.call("GET", kind_of(api_version, kind).collection(namespace), query=query)
         return [dict(item) for item in body.get("items") or ()]
 
-    async def apply(self, manifest: Mapping[str, Any]) -> Applied:
-        """Server-side apply ``manifest`` (force: the operator's fields are the operator's)."""
+    async def apply(
+        self, manifest: Mapping[str, Any], before: Mapping[str, Any] | EllipsisType | None = ...
+    ) -> Applied:
+        """Server-side apply ``manifest`` (force: the operator's fields are the operator's).
+
+        ``before`` is the object as just read (None: absent), if the caller has it; else it is read
+        here, to tell "created", "updated" and "unchanged" apart."""
         meta = manifest["metadata"]
         kind = kind_of(str(manifest["apiVersion"]), str(manifest["kind"]))
         path = f"{kind.collection(meta.get('namespace'))}/{meta['name']}"
-        before = await self.get(kind.api_version, kind.kind, meta.get("namespace"), meta["name"])
+        if before is ...:
+            before = await self.get(kind.api_version, kind.kind, meta.get("namespace"), meta["name"])
         stored = await self.call(
             "PATCH",
             path,

@@ -24,8 +24,9 @@ ringleader-operator``): any change or deletion reconciles the owning resource at
 once, so a hand-edited replica count or a deleted Deployment is restored within
 seconds and ``status`` follows the rollout.
 
-Transient API failures raise ``kopf.TemporaryError`` (kopf retries with backoff);
-anything the user must fix is reported in ``status`` and Events instead of being
+Transient API failures post a ``RetryLater`` Warning Event and raise
+``kopf.TemporaryError`` (kopf retries); an unexpected error posts ``ReconcileFailed``.
+Anything the user must fix is reported in ``status`` and Events instead of being
 retried in a loop.
 """
 
@@ -55,12 +56,19 @@ def _owner_of(body: Mapping[str, Any]) -> str | None:
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, *, resync_seconds: float = 30.0) -> None:
     """Register the operator's handlers in ``registry`` (see the module docstring)."""
 
-    async def reconcile(namespace: str | None, name: str) -> None:
+    async def reconcile(namespace: str | None, name: str, body: kopf.Body | None = None) -> None:
+        """Reconcile; a failure becomes a Warning Event on the resource (when we have it) and a retry."""
         assert namespace is not None, "LoadBalancingExporter is namespaced"
         try:
             await reconciler.reconcile(namespace, name)
         except RetryLater as exc:
+            if body is not None:
+                kopf.warn(body, reason="RetryLater", message=f"{exc}; retrying in {RETRY_DELAY:.0f}s")
             raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY) from exc
+        except Exception as exc:
+            if body is not None:
+                kopf.exception(body, reason="ReconcileFailed", message="unexpected error:", exc=exc)
+            raise
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -70,19 +78,20 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, *, resync_
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", field="spec", registry=registry)
-    async def spec_changed(namespace: str | None, name: str, **_: Any) -> None:
-        await reconcile(namespace, name)
+    async def spec_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        await reconcile(namespace, name, body)
 
     @kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=resync_seconds, initial_delay=resync_seconds,
                 registry=registry)  # fmt: skip
-    async def resync(namespace: str | None, name: str, **_: Any) -> None:
-        await reconcile(namespace, name)
+    async def resync(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        await reconcile(namespace, name, body)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize", registry=registry)
     async def deleted(body: kopf.Body, **_: Any) -> None:
         try:
             await reconciler.finalize(body)
         except RetryLater as exc:
+            kopf.warn(body, reason="RetryLater", message=f"{exc}; retrying in {RETRY_DELAY:.0f}s")
             raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY) from exc
 
     @kopf.on.event("apps", "v1", "deployments", id="owned-deployment", labels=MANAGED_BY, registry=registry)

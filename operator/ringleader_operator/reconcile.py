@@ -74,6 +74,9 @@ _OPTIONAL = (
 )
 
 
+_SERVICE_MONITOR_API = ("monitoring.coreos.com/v1", "servicemonitors")
+
+
 class RetryLater(Exception):
     """A transient failure (API unavailable, timeout, conflict): kopf should retry."""
 
@@ -188,14 +191,17 @@ class Reconciler:
         Holds the resource's lock: a reconciliation under way finishes first, and any later one
         sees the deletion and does nothing, so nothing is re-created behind the finalizer."""
         meta = body["metadata"]
-        lock = self._locks.setdefault(f"{meta['namespace']}/{meta['name']}", asyncio.Lock())
+        key = f"{meta['namespace']}/{meta['name']}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:
                 await self._finalize(body)
             except ApiException as exc:
                 if _transient(exc):
-                    raise RetryLater(f"{meta['namespace']}/{meta['name']}: {exc.status} {_api_error(exc)}") from exc
+                    raise RetryLater(f"{key}: {exc.status} {_api_error(exc)}") from exc
                 raise
+        if not lock.locked() and key not in self._waiting:
+            self._locks.pop(key, None)  # the resource is gone: forget its lock
 
     async def _finalize(self, body: Mapping[str, Any]) -> None:
         owner = Owner.from_metadata(body["metadata"])
@@ -212,10 +218,19 @@ class Reconciler:
             if namespace == owner.namespace:
                 continue
             for kind in ("RoleBinding", "Role"):
-                existing = await self.api.get(RBAC_API, kind, namespace, name)
-                if existing is not None and _owned_by(existing, owner):
-                    await self.api.delete(RBAC_API, kind, namespace, name)
-                    _event(body, "Normal", reason="Deleted", message=f"deleted {kind} {namespace}/{name}")
+                try:
+                    existing = await self.api.get(RBAC_API, kind, namespace, name)
+                    if existing is not None and _owned_by(existing, owner):
+                        await self.api.delete(RBAC_API, kind, namespace, name)
+                        _event(body, "Normal", reason="Deleted", message=f"deleted {kind} {namespace}/{name}")
+                except ApiException as exc:
+                    if exc.status != 403:
+                        raise
+                    # Without rights there, the operator could not have created it either; do not block
+                    # the deletion forever, say what may be left.
+                    _event(body, "Warning", reason="CleanupForbidden",
+                           message=f"may not delete {kind} {namespace}/{name} ({_api_error(exc)}); "
+                                   "delete it by hand if it exists")  # fmt: skip
 
     # -- the steps -------------------------------------------------------------------------------
     async def _reconcile(self, body: Mapping[str, Any]) -> None:
@@ -294,23 +309,23 @@ class Reconciler:
         self, body: Mapping[str, Any], owner: Owner, desired: Desired
     ) -> tuple[list[Problem], dict[str, Any] | None]:
         manifests = [*desired.owned, *desired.cross_namespace]
-        if desired.service_monitor is not None and await self.api.api_group_has(
-            "monitoring.coreos.com/v1", "servicemonitors"
-        ):
+        if desired.service_monitor is not None and await self.api.api_group_has(*_SERVICE_MONITOR_API):
             manifests.append(desired.service_monitor)
         deployment: dict[str, Any] | None = None
         for manifest in manifests:
             meta = manifest["metadata"]
-            existing = await self.api.get(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
-            other = _foreign(existing, owner)
-            if other is not None:
-                return [Problem(
-                    "NameConflict",
-                    f"{_describe(manifest)} already exists and belongs to {other}; rename this resource or "
-                    "remove that object.",
-                )], None  # fmt: skip
             try:
-                result = await self.api.apply(manifest)
+                existing = await self.api.get(
+                    manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
+                )
+                other = _foreign(existing, owner)
+                if other is not None:
+                    return [Problem(
+                        "NameConflict",
+                        f"{_describe(manifest)} already exists and belongs to {other}; rename this resource or "
+                        "remove that object.",
+                    )], None  # fmt: skip
+                result = await self.api.apply(manifest, before=existing)
             except ApiException as exc:
                 if _transient(exc):
                     raise
@@ -348,9 +363,12 @@ class Reconciler:
         for name in configmaps_to_prune(configmaps, self.options.keep_configmaps, desired.config_name):
             await self._delete(body, "v1", "ConfigMap", owner.namespace, name)
 
+        monitor = (desired.service_monitor,) if desired.service_monitor is not None else ()
         wanted = {(m["apiVersion"], m["kind"], m["metadata"]["namespace"], m["metadata"]["name"])
-                  for m in (*desired.owned, *desired.cross_namespace)}  # fmt: skip
+                  for m in (*desired.owned, *desired.cross_namespace, *monitor)}  # fmt: skip
         candidates = [(api, kind, owner.namespace, resource_name(owner)) for api, kind in _OPTIONAL]
+        if not monitor and await self.api.api_group_has(*_SERVICE_MONITOR_API):
+            candidates.append(("monitoring.coreos.com/v1", "ServiceMonitor", owner.namespace, resource_name(owner)))
         candidates += [(RBAC_API, kind, owner.namespace, resource_name(owner)) for kind in ("RoleBinding", "Role")]
         old_rbac = _rbac_of(owner, previous)
         if old_rbac is not None:
