@@ -21,6 +21,7 @@ from .admin import AdminServer
 from .balancer import LoadBalancer
 from .collector_metrics import CollectorSelfMetrics
 from .config_model import Config
+from .health import HealthServer
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
 from .telemetry import LOG_INTERVAL, Telemetry
@@ -35,7 +36,9 @@ class DataPlane:
         self.cfg = cfg
         self.telemetry = Telemetry()
         self.telemetry.registry.register(
-            CollectorSelfMetrics(self.telemetry.registry, cfg, self.telemetry.refused_by_transport)
+            CollectorSelfMetrics(
+                self.telemetry.registry, cfg, self.telemetry.refused_by_transport, self.telemetry.retired_items
+            )
         )
         self.balancer = LoadBalancer(cfg.exporter, cfg.signals, self.telemetry)
         self.resolver = build_resolver(cfg.exporter.resolver, self.telemetry)
@@ -43,6 +46,7 @@ class DataPlane:
         self.grpc: GRPCReceiver | None = None
         self.http: HTTPReceiver | None = None
         self.admin: AdminServer | None = None
+        self.health: HealthServer | None = None
         self._listening = False
         self._stop = asyncio.Event()
 
@@ -52,6 +56,9 @@ class DataPlane:
                 self.cfg.telemetry.endpoint, self.telemetry, self.balancer, self.resolver, lambda: self._listening
             )
             await self.admin.start()
+        if self.cfg.health_check is not None:
+            self.health = HealthServer(self.cfg.health_check, lambda: self._listening)
+            await self.health.start()
         self.balancer.start()
         await self.resolver.start(self.balancer.update_endpoints)
         await self.balancer.wait_for_updates()
@@ -103,4 +110,7 @@ class DataPlane:
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await self.admin.stop()
+        if self.health is not None:
+            with contextlib.suppress(Exception):
+                await self.health.stop()
         log.info("stopped")

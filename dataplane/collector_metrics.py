@@ -20,7 +20,9 @@ Two pieces:
 
 Use::
 
-    telemetry.registry.register(CollectorSelfMetrics(telemetry.registry, cfg, telemetry.refused_by_transport))
+    telemetry.registry.register(
+        CollectorSelfMetrics(telemetry.registry, cfg, telemetry.refused_by_transport, telemetry.retired_items)
+    )
     body = render(telemetry.registry)
 """
 
@@ -68,11 +70,17 @@ class CollectorSelfMetrics(Collector):
     """Derives the collector's standard self-metrics from Ringleader's counters at scrape time."""
 
     def __init__(
-        self, registry: CollectorRegistry, cfg: Config, refused_by_transport: Mapping[tuple[str, str, str], int]
+        self,
+        registry: CollectorRegistry,
+        cfg: Config,
+        refused_by_transport: Mapping[tuple[str, str, str], int],
+        retired: Mapping[tuple[str, tuple[tuple[str, str], ...]], float] | None = None,
     ) -> None:
-        """``refused_by_transport``: items refused per (signal, reason, transport), kept by Telemetry."""
+        """``refused_by_transport``: items refused per (signal, reason, transport); ``retired``: what
+        the per-endpoint item counters of backends that left held (both kept by Telemetry)."""
         self._registry = registry
         self._refused = refused_by_transport
+        self._retired = retired if retired is not None else {}
         self._receiver = cfg.receiver_id
         self._exporter = cfg.exporter_id
         self._signals = tuple(s for s in NOUNS if s in cfg.signals)
@@ -87,6 +95,8 @@ class CollectorSelfMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         samples = _samples(self._registry)
+        for (name, retired_labels), retired_value in list(self._retired.items()):
+            samples[name].append((dict(retired_labels), retired_value))
         rec, exp = {"receiver": self._receiver}, {"exporter": self._exporter}
 
         counts: dict[tuple[str, str, str], float] = defaultdict(float)  # (kind, signal, transport)

@@ -78,6 +78,30 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class CoalesceConfig:
+    """Ringleader extension ``exporters.loadbalancing.coalesce``: queued parts bound for one
+    backend are sent as one export of at most ``max_size`` bytes; a part waits at most
+    ``max_delay`` seconds for others to join it (0: only what is already waiting joins)."""
+
+    max_size: int = 1 << 20
+    max_delay: float = 0.005
+
+
+@dataclass(frozen=True)
+class EjectionConfig:
+    """Ringleader extension ``exporters.loadbalancing.ejection`` (passive ejection, see
+    :mod:`dataplane.ejection`)."""
+
+    enabled: bool = True
+    consecutive_failures: int = 5
+    window: float = 10.0
+    cooldown: float = 30.0
+    probe_interval: float = 5.0
+    probe_timeout: float = 2.0
+    max_ejected_percent: int = 50
+
+
+@dataclass(frozen=True)
 class RetryConfig:
     enabled: bool = True
     initial_interval: float = 5.0
@@ -156,6 +180,8 @@ class LoadBalancingConfig:
     retry_on_failure: RetryConfig = field(default_factory=lambda: RetryConfig(enabled=False))
     protocol: OTLPExporterConfig = field(default_factory=OTLPExporterConfig)
     ring_algorithm: str = "ringleader"  # Ringleader extension; one of dataplane.ring.ALGORITHMS
+    coalesce: CoalesceConfig = field(default_factory=CoalesceConfig)  # Ringleader extension
+    ejection: EjectionConfig = field(default_factory=EjectionConfig)  # Ringleader extension
 
     def routing_key_for(self, signal: str) -> str:
         return self.routing_key or DEFAULT_ROUTING_KEY[signal]
@@ -168,8 +194,23 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class HealthCheckConfig:
+    """A collector's ``health_check`` extension, served as the collector serves it."""
+
+    endpoint: str = "localhost:13133"
+    path: str = "/"  # "/" answers on every path, like Go's ServeMux
+
+
+@dataclass(frozen=True)
 class ShutdownConfig:
     drain_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Ringleader extension ``memory``: the process's total memory budget (see :mod:`dataplane.memory`)."""
+
+    limit: int | None = None  # bytes; None: 80% of the container's limit, else 1 GiB
 
 
 @dataclass(frozen=True)
@@ -178,9 +219,12 @@ class Config:
     exporter: LoadBalancingConfig
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     signals: tuple[str, ...] = SIGNALS
     """Signals the data plane accepts: from service.pipelines when given, else every signal
     the routing key supports."""
+    health_check: HealthCheckConfig | None = None
+    """From a collector's ``health_check`` extension, when service.extensions enables it."""
     receiver_id: str = "otlp"
     """The receiver's component ID (``otlp``, ``otlp/tier1``): the ``receiver`` label of the
     collector's standard self-metrics."""

@@ -11,18 +11,15 @@ Outcomes follow the OTLP specification's retry rules: ``UNAVAILABLE``,
 A response that reports partial success counts the rejected items as failed
 (permanently) and the rest as delivered.
 
-:func:`retry_delays` yields the exponential backoff with jitter that both retry
-levels use (``retry_on_failure``: initial_interval, multiplier,
-randomization_factor, max_interval, max_elapsed_time).
+Retrying is not done here: see :mod:`dataplane.delivery` (per backend) and
+:mod:`dataplane.backoff` (the delays).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +28,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .config_model import OTLPExporterConfig, RetryConfig
+from .config_model import OTLPExporterConfig
 from .hostport import join_host_port, split_host_port
 from .telemetry import Telemetry
 
@@ -245,22 +242,3 @@ class BackendClient:
 
     async def close(self, grace: float | None = None) -> None:
         await self._channel.close(grace)
-
-
-def retry_delays(cfg: RetryConfig, rng: random.Random | None = None) -> Iterator[float]:
-    """Backoff delays for successive retries; stops when max_elapsed_time would pass.
-
-    Exponential growth by ``multiplier`` up to ``max_interval``, each delay randomized
-    by +/- ``randomization_factor`` (jitter), exactly like the collector's backoff.
-    """
-    rand = rng or random.Random()
-    interval = cfg.initial_interval
-    elapsed = 0.0
-    while True:
-        delta = cfg.randomization_factor * interval
-        delay = interval - delta + rand.random() * (2 * delta)
-        if cfg.max_elapsed_time and elapsed + delay > cfg.max_elapsed_time:
-            return
-        elapsed += delay
-        yield delay
-        interval = min(interval * cfg.multiplier, cfg.max_interval)

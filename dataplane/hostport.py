@@ -20,7 +20,7 @@ for ``host:port``.
 
 from __future__ import annotations
 
-__all__ = ["join_host_port", "listen_address", "split_host_port", "valid_port"]
+__all__ = ["join_host_port", "listen_address", "parse_host_port", "split_host_port", "valid_port"]
 
 
 def split_host_port(text: str) -> tuple[str, str] | None:
@@ -59,3 +59,20 @@ def listen_address(endpoint: str) -> tuple[str, int]:
     if parts is None or not parts[1].isdigit():
         raise ValueError(f'expected "host:port", got {endpoint!r}')
     return parts[0] or "0.0.0.0", int(parts[1])
+
+
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``"10.0.0.10:53"``, ``"[fd00::10]:53"``, ``"10.0.0.10"``, ``"fd00::10"`` -> (host, port).
+
+    A host without a port gets ``default_port``; raises ValueError for anything else."""
+    value = text.strip()
+    parts = split_host_port(value)
+    if parts is None:
+        host, port_text = (value[1:-1] if value.startswith("[") and value.endswith("]") else value), ""
+    else:
+        host, port_text = parts
+    if not host or any(ch.isspace() or ch in "[]/" for ch in host):
+        raise ValueError(f"invalid address {text!r}")
+    if port_text and not valid_port(port_text):
+        raise ValueError(f"invalid port in address {text!r}")
+    return host, int(port_text) if port_text else default_port

@@ -26,7 +26,6 @@ import asyncio
 import base64
 import json
 import logging
-import zlib
 from typing import Any
 
 import grpc
@@ -35,6 +34,7 @@ from google.protobuf import json_format
 
 from .balancer import LoadBalancer, RefusedError
 from .config_model import GRPCReceiverConfig, HTTPReceiverConfig
+from .decompress import BodyTooLargeError, DecompressError, UnsupportedEncodingError, decompress
 from .exporter import METHODS
 from .hostport import listen_address
 from .routing import REQUEST_TYPES, InvalidRequestError, count_items
@@ -218,33 +218,12 @@ def _status_body(code: int, message: str, as_json: bool) -> bytes:
     return b"\x08" + encode_varint(code) + b"\x12" + encode_varint(len(text)) + text
 
 
-def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    if encoding in ("", "identity"):
-        return body
-    if encoding == "gzip":
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        decomp = zlib.decompressobj()
-    else:
-        raise _Refusal(
-            "unsupported_encoding",
-            grpc.StatusCode.INVALID_ARGUMENT,
-            415,
-            f"unsupported Content-Encoding {encoding!r} (use gzip, deflate or none)",
-        )
-    try:
-        # Bounded: a small compressed body must not expand past the limit (zip bombs).
-        out = decomp.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise MalformedError(f"cannot decompress {encoding} body: {exc}") from None
-    if len(out) > limit or decomp.unconsumed_tail:
-        raise _Refusal(
-            "too_large",
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            413,
-            f"decompressed body exceeds the limit of {limit} bytes",
-        )
-    return out
+def _decompress_refusal(exc: DecompressError) -> _Refusal:
+    if isinstance(exc, UnsupportedEncodingError):
+        return _Refusal("unsupported_encoding", grpc.StatusCode.INVALID_ARGUMENT, 415, str(exc))
+    if isinstance(exc, BodyTooLargeError):
+        return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, str(exc))
+    return _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc))
 
 
 class HTTPReceiver:
@@ -261,9 +240,8 @@ class HTTPReceiver:
 
     async def start(self) -> None:
         host, port = listen_address(self._cfg.endpoint)
-        # aiohttp would inflate gzip/deflate bodies itself and _decompress would then fail on the
-        # plain bytes (400 for every compressed request): leave it to _decompress, which is bounded
-        # by the size limit and answers 415 for encodings it does not know.
+        # aiohttp would inflate gzip/deflate bodies itself, unbounded: leave it to
+        # dataplane.decompress, which is bounded by the size limit and knows zstd and snappy too.
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
@@ -297,8 +275,12 @@ class HTTPReceiver:
             except web.HTTPRequestEntityTooLarge:
                 raise self._intake.refuse_too_large(signal, limit + 1, limit) from None
             try:
-                body = _decompress(body, request.headers.get("Content-Encoding", "").lower().strip(), limit)
+                body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
                 data = otlp_json_to_protobuf(signal, body) if as_json else body
+            except DecompressError as exc:
+                refusal = _decompress_refusal(exc)
+                self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
+                raise refusal from None
             except MalformedError as exc:
                 self._intake.telemetry.record_refused(signal, "malformed", 0, str(exc))
                 raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None

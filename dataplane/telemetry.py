@@ -29,13 +29,21 @@ Ringleader's additions are prefixed ``ringleader_``:
 - ``ringleader_queue_size{endpoint}`` / ``ringleader_queue_items{endpoint}``:
   batches and items waiting per backend.
 - ``ringleader_ring_share{endpoint}``: share of the hash space owned (0..1).
+- ``ringleader_backend_ejected{endpoint}``, ``ringleader_backend_ejections_total{endpoint,reason}``,
+  ``ringleader_backend_returns_total{endpoint}``: passive ejection (:mod:`dataplane.ejection`).
+- ``ringleader_memory_buffered_bytes`` / ``ringleader_memory_data_limit_bytes``: data held
+  against the memory budget (:mod:`dataplane.memory`).
+
+Series labelled with an endpoint are removed when that backend leaves the set
+(:meth:`Telemetry.forget_endpoint`), so a churning backend set does not grow the
+exposition forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -158,10 +166,52 @@ class Telemetry:
             "Number of ring versions built since start.",
             registry=r,
         )
-        self._log_state: dict[tuple[str, ...], list[Any]] = {}
+        self.backend_ejected = Gauge(
+            "ringleader_backend_ejected",
+            "1 while the backend is ejected from the ring (passive ejection), else 0.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.backend_ejections = Counter(
+            "ringleader_backend_ejections",
+            "Times a backend was ejected from the ring, by reason (export_failures, queue_full).",
+            ["endpoint", "reason"],
+            registry=r,
+        )
+        self.backend_returns = Counter(
+            "ringleader_backend_returns",
+            "Times an ejected backend answered a probe and went back into the ring.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.backend_ejections_skipped = Counter(
+            "ringleader_backend_ejections_skipped",
+            "Ejections not done because max_ejected_percent (or the last backend) forbade them.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.items_possibly_duplicated = Counter(
+            "ringleader_items_possibly_duplicated",
+            "Items sent again after an attempt whose outcome is unknown (at-least-once cases).",
+            ["signal", "reason"],
+            registry=r,
+        )
+        self.memory_buffered = Gauge(
+            "ringleader_memory_buffered_bytes",
+            "Bytes of data held against the memory budget (requests, queues, re-routes, orphans).",
+            registry=r,
+        )
+        self.memory_data_limit = Gauge(
+            "ringleader_memory_data_limit_bytes",
+            "The part of memory.limit that buffered data may use.",
+            registry=r,
+        )
+        self._log_state: dict[tuple[str, ...], _LogSummary] = {}
         # (signal, reason, transport) -> items: not exported itself; the collector's standard
         # otelcol_receiver_* metrics need the transport (dataplane.collector_metrics).
         self.refused_by_transport: dict[tuple[str, str, str], int] = {}
+        # (sample name, labels without endpoint) -> value of item counters of backends that left.
+        self.retired_items: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.resolver_healthy = Gauge(
             "ringleader_resolver_healthy",
             "1 when the last resolution or watch succeeded, else 0.",
@@ -179,22 +229,74 @@ class Telemetry:
         if changed:
             self.num_backend_updates.labels(resolver=resolver).inc()
 
+    def forget_endpoint(self, endpoint: str) -> None:
+        """Remove every series labelled with ``endpoint`` (the backend left the set).
+
+        What the removed item counters held is kept in :attr:`retired_items`, so the
+        collector's standard totals derived from them (``otelcol_exporter_sent_spans``, ...)
+        never go down when a backend leaves.
+        """
+        for counter in (self.items_exported, self.items_failed):
+            for sample in next(iter(counter.collect())).samples:
+                if sample.name.endswith("_total") and sample.labels.get("endpoint") == endpoint:
+                    key = (sample.name, tuple(sorted((k, v) for k, v in sample.labels.items() if k != "endpoint")))
+                    self.retired_items[key] = self.retired_items.get(key, 0.0) + sample.value
+        for metric in (
+            self.backend_latency,
+            self.backend_outcome,
+            self.items_exported,
+            self.items_failed,
+            self.queue_size,
+            self.queue_items,
+            self.ring_share,
+            self.backend_ejected,
+            self.backend_ejections,
+            self.backend_returns,
+            self.backend_ejections_skipped,
+        ):
+            names = list(metric._labelnames)
+            position = names.index("endpoint")
+            for labels in [k for k in list(metric._metrics) if k[position] == endpoint]:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
+
+    # -- ejection ---------------------------------------------------------------------------
+    def record_ejection(self, endpoint: str, reason: str) -> None:
+        self.backend_ejected.labels(endpoint=endpoint).set(1)
+        self.backend_ejections.labels(endpoint=endpoint, reason=reason).inc()
+
+    def record_return(self, endpoint: str, returned: bool) -> None:
+        self.backend_ejected.labels(endpoint=endpoint).set(0)
+        if returned:
+            self.backend_returns.labels(endpoint=endpoint).inc()
+
+    def record_ejection_skipped(self, endpoint: str) -> None:
+        self.backend_ejections_skipped.labels(endpoint=endpoint).inc()
+        self._log_limited(
+            ("ejection_skipped", endpoint, "not_ejected"),
+            0,
+            "max_ejected_percent reached or it is the last backend",
+            f"backend {endpoint} keeps failing but is not ejected ({{events}} time(s))",
+        )
+
     # -- data path ------------------------------------------------------------------------
-    def record_refused(self, signal: str, reason: str, items: int, detail: str = "", transport: str = "") -> None:
+    def record_refused(
+        self, signal: str, reason: str, items: int | None, detail: str = "", transport: str = ""
+    ) -> None:
         """Count a refusal and say why in the log (at most once per interval per reason).
 
-        ``transport`` (``grpc``/``http``, empty when not known) feeds the collector's standard
-        ``otelcol_receiver_refused_*`` metrics (:mod:`dataplane.collector_metrics`).
+        ``items`` is None when the body could not be read (undecodable compression):
+        the request is counted, its items cannot be. ``transport`` (``grpc``/``http``, empty
+        when not known) feeds the collector's standard ``otelcol_receiver_refused_*`` metrics
+        (:mod:`dataplane.collector_metrics`).
         """
-        self.items_refused.labels(signal=signal, reason=reason).inc(items)
-        if transport:
+        self.items_refused.labels(signal=signal, reason=reason).inc(items or 0)
+        if transport and items:
             key = (signal, reason, transport)
             self.refused_by_transport[key] = self.refused_by_transport.get(key, 0) + items
         self.requests_refused.labels(signal=signal, reason=reason).inc()
         self._log_limited(
-            ("refused", signal, reason),
-            items,
-            f"refused {{items}} {signal} item(s) in {{requests}} request(s): {reason}: {detail}",
+            ("refused", signal, reason), items, detail, f"refused {{items}} {signal} item(s) in {{events}} request(s)"
         )
 
     def record_failed(self, endpoint: str, signal: str, reason: str, items: int, detail: str = "") -> None:
@@ -203,32 +305,78 @@ class Telemetry:
         self._log_limited(
             ("failed", endpoint, signal, reason),
             items,
-            f"dropped {{items}} {signal} item(s) in {{requests}} batch(es) for {endpoint}: {reason}: {detail}",
+            detail,
+            f"dropped {{items}} {signal} item(s) in {{events}} batch(es) for {endpoint}",
         )
 
-    def _log_limited(self, key: tuple[str, ...], items: int, template: str) -> None:
+    def _log_limited(self, key: tuple[str, ...], items: int | None, detail: str, what: str) -> None:
         """Log the first event of a kind at once, then a summary at most every LOG_INTERVAL seconds.
 
         A client hammering a full queue must not turn the log into the bottleneck, but
-        every refusal and drop still shows up in the log with its reason and counts.
+        every refusal and drop still shows up in the log with its reason and counts. A
+        summary sums the items and events of its interval and lists each distinct detail
+        with its count (the first few), so different causes under one reason are not
+        reported under the first one's message.
         """
         now = time.monotonic()
         state = self._log_state.get(key)
-        if state is None or now - state[0] >= LOG_INTERVAL:
-            pending_items, pending_requests = (int(state[1]), int(state[2])) if state else (0, 0)
-            log.warning(template.format(items=items + pending_items, requests=1 + pending_requests))
-            self._log_state[key] = [now, 0, 0, template]
-        else:
-            state[1] += items
-            state[2] += 1
+        if state is None:
+            state = self._log_state[key] = _LogSummary(key[-1], what, now - LOG_INTERVAL)
+        state.add(items, detail)
+        if now - state.since >= LOG_INTERVAL:
+            log.warning(state.take(now))
 
     def flush_logs(self) -> None:
         """Log the summaries still held back (called periodically and at shutdown)."""
-        for key, state in list(self._log_state.items()):
-            if state[2]:
-                log.warning(str(state[3]).format(items=int(state[1]), requests=int(state[2])))
-                self._log_state[key] = [time.monotonic(), 0, 0, state[3]]
+        now = time.monotonic()
+        for state in self._log_state.values():
+            if state.events:
+                log.warning(state.take(now))
 
     def render(self) -> bytes:
         """The exposition: ``otelcol_*`` counters without ``_total``, as upstream writes them."""
         return render(self.registry)
+
+class _LogSummary:
+    """What happened under one key (refusal or drop reason) since its last log line."""
+
+    MAX_DETAILS = 5
+
+    def __init__(self, reason: str, what: str, since: float) -> None:
+        self.reason = reason
+        self.what = what  # "refused {items} traces item(s) in {events} request(s)"
+        self.since = since
+        self.events = 0
+        self.items = 0
+        self.uncounted = 0  # events whose items could not be counted
+        self.details: dict[str, int] = {}
+        self.other_details = 0
+
+    def add(self, items: int | None, detail: str) -> None:
+        self.events += 1
+        if items is None:
+            self.uncounted += 1
+        else:
+            self.items += items
+        if detail in self.details or len(self.details) < self.MAX_DETAILS:
+            self.details[detail] = self.details.get(detail, 0) + 1
+        else:
+            self.other_details += 1
+
+    def take(self, now: float) -> str:
+        """The log line for what was gathered; starts a new interval."""
+        if len(self.details) == 1 and not self.other_details:
+            (detail,) = self.details
+            causes = detail
+        else:
+            causes = "; ".join(f"{d} (x{n})" for d, n in self.details.items())
+            if self.other_details:
+                causes += f"; {self.other_details} more"
+        line = self.what.format(items=self.items, events=self.events)
+        if self.uncounted:
+            line += f" ({self.uncounted} of them with items that could not be counted)"
+        line += f": {self.reason}: {causes}"
+        self.since = now
+        self.events = self.items = self.uncounted = self.other_details = 0
+        self.details = {}
+        return line

@@ -395,3 +395,113 @@ def _points_of_sdk_data(data: Any) -> list[ProducedPoint]:
                         )
                     )
     return out
+
+
+# ------------------------------------------------------------------ paced traces -----
+#
+# :class:`PacedTraces` keeps SDK clients producing traces at a steady pace in a
+# background thread while a test disturbs a backend, and tags each trace with the
+# test's current *phase*, so the test can ask where the spans of each phase went.
+# A wrapper around each OTLP exporter records the spans of every batch the SDK gave
+# up on (the client was told they were not accepted), so a test can tell data the
+# data plane refused from data it lost.
+
+import threading  # noqa: E402 - appended section
+
+
+class PacedTraces:
+    """SDK clients (one TracerProvider and OTLP exporter per service) at ``traces_per_second``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        traces_per_second: float = 50.0,
+        spans_per_trace: int = 4,
+        services: tuple[str, ...] = ("frontend", "checkout", "payment", "inventory"),
+        protocol: str = "grpc",
+    ) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.phase = "start"
+        self._interval = 1.0 / traces_per_second
+        self._spans_per_trace = spans_per_trace
+        self._services = services
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="paced-traces", daemon=True)
+        self.phases: dict[bytes, str] = {}  # span ID -> phase its trace was produced in
+        self.refused_spans: set[bytes] = set()  # span IDs in batches the SDK gave up on
+        self.exports = 0
+        lock = threading.Lock()
+        self._lock = lock
+        refused = self.refused_spans
+        paced = self
+
+        class Recording(SpanExporter):
+            def __init__(self, inner: SpanExporter) -> None:
+                self._inner = inner
+
+            def export(self, spans: Any) -> Any:
+                result = self._inner.export(spans)
+                with lock:
+                    paced.exports += 1
+                    if result is not SpanExportResult.SUCCESS:
+                        refused.update(s.get_span_context().span_id.to_bytes(8, "big") for s in spans)
+                return result
+
+            def shutdown(self) -> None:
+                self._inner.shutdown()
+
+            def force_flush(self, timeout_millis: int = 30_000) -> bool:
+                return bool(self._inner.force_flush(timeout_millis))
+
+        self._providers: dict[str, TracerProvider] = {}
+        for svc in services:
+            provider = TracerProvider(resource=Resource.create({"service.name": svc}))
+            provider.add_span_processor(
+                BatchSpanProcessor(
+                    Recording(otlp_span_exporter(endpoint, protocol)),
+                    max_export_batch_size=64,
+                    schedule_delay_millis=100,
+                    max_queue_size=200_000,
+                )
+            )
+            self._providers[svc] = provider
+
+    def start(self) -> PacedTraces:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        tracers = {svc: p.get_tracer("ringleader.paced", "1.0") for svc, p in self._providers.items()}
+        n = 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            phase = self.phase
+            root_svc = self._services[n % len(self._services)]
+            ids = []
+            with tracers[root_svc].start_as_current_span(f"GET /paced/{n % 5}") as root:
+                root.set_attribute("test.phase", phase)
+                ids.append(root.get_span_context().span_id)
+                ctx = trace.set_span_in_context(root)
+                for i in range(self._spans_per_trace - 1):
+                    svc = self._services[(n + i + 1) % len(self._services)]
+                    with tracers[svc].start_as_current_span(f"op-{i}", context=ctx) as child:
+                        ids.append(child.get_span_context().span_id)
+            with self._lock:
+                for sid in ids:
+                    self.phases[sid.to_bytes(8, "big")] = phase
+            n += 1
+            next_at += self._interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_at = time.monotonic()  # behind (a loaded machine): do not burst to catch up
+
+    def stop(self, flush_timeout: float = 120.0) -> None:
+        """Stop producing and flush every SDK client (retries included)."""
+        self._stop.set()
+        self._thread.join(30)
+        for provider in self._providers.values():
+            provider.force_flush(int(flush_timeout * 1000))
+            provider.shutdown()

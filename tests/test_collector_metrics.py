@@ -250,3 +250,31 @@ def test_refusals_map_to_refused_or_failed_like_upstream_and_undecodable_ones_ar
     # Ringleader's own counters keep prometheus_client's _total; upstream-named ones do not.
     assert scrape.types["ringleader_items_refused_total"] == "counter"
     assert "otelcol_receiver_refused_spans_total" not in scrape.samples
+
+
+def test_sent_and_failed_totals_do_not_go_down_when_a_backend_leaves() -> None:
+    # A counter that decreases is a reset to Prometheus: rate() would show a spike.
+    from dataplane.collector_metrics import CollectorSelfMetrics
+    from dataplane.config import parse_config
+    from dataplane.telemetry import Telemetry
+
+    cfg = parse_config(
+        {
+            "receivers": {"otlp": {"protocols": {"grpc": {}}}},
+            "exporters": {"loadbalancing": {"resolver": {"static": {"hostnames": ["a:4317", "b:4317"]}}}},
+        },
+        "test",
+    )
+    telemetry = Telemetry()
+    telemetry.registry.register(
+        CollectorSelfMetrics(telemetry.registry, cfg, telemetry.refused_by_transport, telemetry.retired_items)
+    )
+    for endpoint, items in (("a:4317", 5), ("b:4317", 7)):
+        telemetry.items_exported.labels(endpoint=endpoint, signal="traces").inc(items)
+    telemetry.record_failed("a:4317", "traces", "UNAVAILABLE", 2)
+    before = Scrape(telemetry.render().decode())
+    telemetry.forget_endpoint("a:4317")
+    after = Scrape(telemetry.render().decode())
+    assert after.total("ringleader_items_exported_total", endpoint="a:4317") == 0  # its series are gone
+    for name in ("otelcol_exporter_sent_spans", "otelcol_exporter_send_failed_spans"):
+        assert after.total(name) == before.total(name) > 0

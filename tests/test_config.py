@@ -399,19 +399,76 @@ def test_wrong_list_item_type_names_the_index() -> None:
 
 
 LB = "exporters.loadbalancing"
+TRACES = {"receivers": ["otlp"], "exporters": ["loadbalancing"]}
 OTLP = f"{LB}.protocol.otlp"
 
 ERROR_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     # top level and components
     ("unknown top-level key", {"pipelines": {}}, "pipelines", "unknown top-level key"),
     (
-        "processor defined",
-        {"processors": {"batch": None}},
-        "processors.batch",
-        "unsupported component (Ringleader has no processors; remove it)",
+        "processor that changes data",
+        {
+            "processors": {"attributes/env": {"actions": []}},
+            "service": {
+                "pipelines": {
+                    "traces": {"receivers": ["otlp"], "processors": ["attributes/env"], "exporters": ["loadbalancing"]}
+                }
+            },
+        },
+        "processors.attributes/env",
+        "the attributes processor changes data, and Ringleader forwards data unchanged",
     ),
-    ("extension defined", {"extensions": {"health_check": {}}}, "extensions.health_check", "no extensions"),
-    ("connector defined", {"connectors": {"spanmetrics": {}}}, "connectors.spanmetrics", "no connectors"),
+    (
+        "unsupported extension enabled",
+        {
+            "extensions": {"oauth2client": {}},
+            "service": {"extensions": ["oauth2client"], "pipelines": {"traces": TRACES}},
+        },
+        "extensions.oauth2client",
+        "the oauth2client extension is not supported by Ringleader",
+    ),
+    (
+        "connector in a pipeline",
+        {
+            "connectors": {"spanmetrics": {}},
+            "service": {
+                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["loadbalancing", "spanmetrics"]}}
+            },
+        },
+        "service.pipelines.traces.exporters[1]",
+        "'spanmetrics' is a connector: Ringleader cannot run connectors",
+    ),
+    (
+        "other exporter in a pipeline",
+        {
+            "exporters": {"otlp": {"endpoint": "x:4317"}},
+            "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["loadbalancing", "otlp"]}}},
+        },
+        "exporters.otlp",
+        "unsupported component (Ringleader only has the loadbalancing exporter)",
+    ),
+    (
+        "memory_limiter without a limit",
+        {
+            "processors": {"memory_limiter": {"check_interval": "1s"}},
+            "service": {
+                "pipelines": {
+                    "traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["loadbalancing"]}
+                }
+            },
+        },
+        "processors.memory_limiter.limit_mib",
+        "set limit_mib or limit_percentage",
+    ),
+    (
+        "telemetry endpoints disagree",
+        {
+            "telemetry": {"endpoint": "0.0.0.0:8888"},
+            "service": {"telemetry": {"metrics": {"address": "0.0.0.0:9999"}}, "pipelines": {"traces": TRACES}},
+        },
+        "telemetry.endpoint",
+        "disagrees with service.telemetry's metrics endpoint",
+    ),
     ("receivers missing", {"receivers": DROP}, "receivers", "required"),
     ("other receiver", {"receivers": {"kafka": {}}}, "receivers.kafka", "unsupported component"),
     (
@@ -782,7 +839,7 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, str]] = [
             }
         },
         "service.pipelines.traces.processors[0]",
-        "Ringleader has no processors; remove it",
+        "processor 'batch' is not defined (defined: no processors)",
     ),
     (
         "undefined receiver",
@@ -798,10 +855,10 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("no pipelines", {"service": {"pipelines": {}}}, "service.pipelines", "at least one pipeline"),
     (
-        "service extensions",
-        {"service": {"extensions": ["health_check"], "pipelines": {}}},
-        "service.extensions",
-        "must be empty",
+        "undefined extension",
+        {"service": {"extensions": ["health_check"], "pipelines": {"traces": TRACES}}},
+        "service.extensions[0]",
+        "extension 'health_check' is not defined",
     ),
     (
         "routing key invalid for an explicit signal",
@@ -961,7 +1018,7 @@ def test_with_service_signals_are_those_with_a_pipeline(caplog: pytest.LogCaptur
     }
     with caplog.at_level(logging.WARNING, logger="ringleader.config"):
         assert parse_config(data).signals == ("logs", "metrics")
-    assert "service.telemetry is ignored" in caplog.text
+    assert "service.telemetry.metrics: level ignored" in caplog.text
 
 
 # -------------------------------------------------------------------- environment
@@ -1286,23 +1343,6 @@ service:
     assert cfg.exporter.resolver == expected
     assert cfg.receivers.grpc == GRPCReceiverConfig(endpoint="0.0.0.0:9411")
     assert cfg.signals == ("traces", "logs")
-
-
-def test_guide_batch_processor_is_named_in_the_error(tmp_path: Path) -> None:
-    err = load_error(
-        tmp_path,
-        RECEIVERS
-        + """
-processors:
-  batch:
-exporters:
-  loadbalancing:
-    resolver: {static: {hostnames: [a]}}
-""",
-    )
-    assert str(err) == (
-        "config error at processors.batch: unsupported component (Ringleader has no processors; remove it)"
-    )
 
 
 def test_complete_example_in_the_docs_parses(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -234,9 +234,12 @@ BAD_CONFIGS = {
         ),
         "receivers.otlp.protocols.grpc.max_recv_msg_size_mib",
     ),
-    "a processor": (
-        "processors:\n  batch: {}\n" + _GOOD.format(grpc="127.0.0.1:4317"),
-        "processors.batch",
+    "a processor that changes data": (
+        "processors:\n  attributes: {actions: []}\n"
+        + _GOOD.format(grpc="127.0.0.1:4317")
+        + "service:\n  pipelines:\n    traces:\n"
+        + "      {receivers: [otlp], processors: [attributes], exporters: [loadbalancing]}\n",
+        "processors.attributes",
     ),
     "negative drain timeout": (
         _replace("  drain_timeout: 10s", "  drain_timeout: -1s"),

@@ -1,8 +1,9 @@
 """Loading and validating the data plane's YAML configuration.
 
 The file is shaped like an OpenTelemetry Collector configuration, so a tier-1
-collector's config keeps working after trivial edits (remove the ``batch``
-processor and any other exporter)::
+collector's config works as it is (its ``batch`` and ``memory_limiter``
+processors, ``health_check``/``pprof``/``zpages`` extensions and
+``service.telemetry`` included, see ``_collector``)::
 
     receivers:
       otlp:
@@ -37,9 +38,17 @@ merged onto the defaults, and ``${env:NAME}`` / ``${NAME}`` in string values are
 replaced by environment variables (``$$`` is a literal ``$``). docs/configuration.md
 is the full reference.
 
+A tier-1 collector's config works as it is: ``_collector`` says what each of its
+other components (processors, extensions, service.telemetry) becomes: honoured,
+ignored with one warning, or refused with its key path.
+
+A Grafana Alloy file (``*.alloy``) is read as the collector config it describes
+(``_alloy``).
+
 Layout: one private module per part of the file (``_receivers``, ``_exporters``,
-``_otlp``, ``_sending``, ``_service``, ``_telemetry``, ``_shutdown``) over the
-shared layers that read it (``_yaml``, ``_env``, ``_units``, ``_values``).
+``_resolvers``, ``_otlp``, ``_sending``, ``_service``, ``_collector``,
+``_telemetry``, ``_shutdown``) over the shared layers that read it (``_yaml``,
+``_env``, ``_units``, ``_values``, ``_components``).
 """
 
 from __future__ import annotations
@@ -48,13 +57,14 @@ import os
 from pathlib import Path
 from typing import cast
 
-from ..config_model import Config
-from ._components import no_components
+from ..config_model import Config, MemoryConfig
+from ._alloy import alloy_to_collector
+from ._collector import check_connectors, parse_extensions, parse_processors
 from ._env import expand
 from ._errors import ConfigError
 from ._exporters import parse_exporters
 from ._receivers import parse_receivers
-from ._service import parse_service
+from ._service import enabled_signals, read_service
 from ._shutdown import parse_shutdown
 from ._telemetry import parse_telemetry
 from ._units import parse_duration, parse_size
@@ -85,14 +95,14 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     for key in root.names():
         if key not in _TOP_LEVEL:
             raise ConfigError(key, f"unknown top-level key (valid keys: {', '.join(_TOP_LEVEL)})")
-    no_components(root, "processors", "processors")
-    no_components(root, "extensions", "extensions")
-    no_components(root, "connectors", "connectors")
-    receiver_id, receivers = parse_receivers(root)
-    exporter_id, lb = parse_exporters(root)
-    signals = parse_service(root.get("service"), receiver_id, exporter_id, lb)
-
-    telemetry = parse_telemetry(root.get("telemetry"))
+    service = read_service(root.get("service"))
+    receiver_id, receivers = parse_receivers(root, service)
+    exporter_id, lb = parse_exporters(root, service)
+    signals = enabled_signals(service, exporter_id, lb)
+    memory_limit = parse_processors(root, service)
+    check_connectors(root)
+    telemetry = parse_telemetry(root.get("telemetry"), service.telemetry)
+    health_check = parse_extensions(root, service, telemetry.endpoint)
     shutdown = parse_shutdown(root.get("shutdown"))
     root.done()
     return Config(
@@ -100,14 +110,16 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         exporter=lb,
         telemetry=telemetry,
         shutdown=shutdown,
+        memory=MemoryConfig(limit=memory_limit),
         signals=signals,
+        health_check=health_check,
         receiver_id=receiver_id,
         exporter_id=exporter_id,
     )
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, expand and validate a YAML config file."""
+    """Read, expand and validate a YAML config file (or a Grafana Alloy file, ``*.alloy``)."""
     source = os.fspath(path)
     try:
         text = Path(source).read_text(encoding="utf-8")
@@ -115,7 +127,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError("", f"cannot read {source}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError("", f"{source}: not UTF-8 text") from None
-    data = load_yaml(text, source)
+    data = alloy_to_collector(text, source) if source.endswith(".alloy") else load_yaml(text, source)
     if data is None:
         raise ConfigError("", f"{source}: the configuration file is empty")
     return parse_config(data, source)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ._errors import ConfigError, join
-from ._values import Map, Val
+from ._errors import ConfigError
+from ._values import Val
 
 _COMPONENT_ID = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)(?:/(.+))?$")
 
@@ -15,12 +15,3 @@ def component_type(value: Val, key: str) -> str:
     if not match or key.endswith("/"):
         raise ConfigError(value.path, f'invalid component ID {key!r}: expected "type" or "type/name"')
     return match.group(1)
-
-
-def no_components(root: Map, section: str, what: str) -> None:
-    value = root.get(section)
-    if value is None:
-        return
-    block = value.mapping()
-    for key in block.names():
-        raise ConfigError(join(section, key), f"unsupported component (Ringleader has no {what}; remove it)")

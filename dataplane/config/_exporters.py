@@ -7,31 +7,22 @@ from ..config_model import (
     OTLPExporterConfig,
 )
 from ..ring import ALGORITHMS
-from ._components import component_type
+from ._collector import IGNORED_EXPORTERS, pick_component
 from ._errors import ConfigError, join
 from ._otlp import parse_otlp
 from ._resolvers import RESOLVERS, parse_resolver
 from ._sending import parse_queue, parse_retry
+from ._service import Service
 from ._values import Map
 
 _EXPORTER_TYPES = ("loadbalancing", "load_balancing")
 
 
-def parse_exporters(root: Map) -> tuple[str, LoadBalancingConfig]:
-    section = root.require("exporters", " (a loadbalancing exporter)")
-    block = section.mapping()
-    ids: list[str] = []
-    for key in block.names():
-        if component_type(block.child(key), key) not in _EXPORTER_TYPES:
-            raise ConfigError(
-                block.child(key).path,
-                "unsupported component (Ringleader only has the loadbalancing exporter)",
-            )
-        ids.append(key)
-    if len(ids) != 1:
-        found = f", found {len(ids)} ({', '.join(ids)})" if ids else ""
-        raise ConfigError("exporters", f"exactly one loadbalancing exporter must be set{found}")
-    return ids[0], _parse_loadbalancing(block.child(ids[0]).mapping())
+def parse_exporters(root: Map, service: Service) -> tuple[str, LoadBalancingConfig]:
+    exporter_id, block = pick_component(
+        root, "exporters", _EXPORTER_TYPES, "loadbalancing exporter", service, IGNORED_EXPORTERS
+    )
+    return exporter_id, _parse_loadbalancing(block)
 
 
 def _parse_loadbalancing(lb: Map) -> LoadBalancingConfig:

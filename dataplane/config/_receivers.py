@@ -7,24 +7,14 @@ from ..config_model import (
     HTTPReceiverConfig,
     ReceiverConfig,
 )
-from ._components import component_type
+from ._collector import pick_component
 from ._errors import ConfigError
+from ._service import Service
 from ._values import Map
 
 
-def parse_receivers(root: Map) -> tuple[str, ReceiverConfig]:
-    section = root.require("receivers", " (an otlp receiver)")
-    block = section.mapping()
-    otlp_ids: list[str] = []
-    for key in block.names():
-        if component_type(block.child(key), key) != "otlp":
-            raise ConfigError(block.child(key).path, "unsupported component (Ringleader only has the otlp receiver)")
-        otlp_ids.append(key)
-    if len(otlp_ids) != 1:
-        found = f", found {len(otlp_ids)} ({', '.join(otlp_ids)})" if otlp_ids else ""
-        raise ConfigError("receivers", f"exactly one otlp receiver must be set{found}")
-    receiver_id = otlp_ids[0]
-    otlp = block.child(receiver_id).mapping()
+def parse_receivers(root: Map, service: Service) -> tuple[str, ReceiverConfig]:
+    receiver_id, otlp = pick_component(root, "receivers", ("otlp",), "otlp receiver", service)
     protocols = otlp.require("protocols", " (grpc and/or http)").mapping()
     otlp.done()
 

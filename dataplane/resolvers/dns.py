@@ -22,8 +22,11 @@ Address (A/AAAA) mode, the upstream behaviour:
 
 - without ``server`` the system resolver answers (``getaddrinfo``): /etc/hosts,
   search domains and nsswitch apply, like Go's resolver in the upstream exporter;
-- with ``server`` that server is queried directly for A and AAAA records (UDP,
-  TCP when truncated); the hostname is sent as written, no search domains;
+- with ``server`` that server is queried directly for A and AAAA records (UDP
+  with EDNS0, TCP when truncated; :mod:`dataplane.resolvers.dnsclient`, on
+  dnspython); the hostname is sent as written, no search domains. One record type
+  failing (a server that answers A but refuses AAAA) does not fail the lookup
+  when the other returned addresses, as in Go's resolver;
 - endpoint strings are upstream's: ``10.0.0.1:4317`` and ``[fd00::1]:4317`` when
   ``port`` is set, ``10.0.0.1`` and ``[fd00::1]`` when it is not. The exporter
   adds its default port 4317 to both forms (``[fd00::1]`` -> ``[fd00::1]:4317``),
@@ -55,10 +58,11 @@ import socket
 from collections.abc import Sequence
 
 from ..config_model import DNSResolverConfig
-from ..hostport import join_host_port
+from ..hostport import join_host_port, parse_host_port
 from ..telemetry import Telemetry
 from .base import PollingResolver, ResolverError
-from .dnswire import DNSClient, DNSError, Rcode, ResolvConf, Response, RRType, SRVData, parse_server
+from .dnsclient import DNSClient, DNSError, Rcode, Response, RRType, SRVData
+from .resolvconf import ResolvConf
 
 log = logging.getLogger("ringleader.resolver.dns")
 
@@ -68,7 +72,16 @@ DEFAULT_TIMEOUT = 1.0
 
 def format_endpoint(address: str, port: str | int) -> str:
     """Upstream's endpoint string: IPv6 in brackets, ``:port`` only when a port is set."""
-    return join_host_port(address, port) if port != "" else address
+    if port != "":
+        return join_host_port(address, port)
+    return f"[{address}]" if ":" in address else address
+
+
+def _parse_server(server: str) -> tuple[str, int]:
+    try:
+        return parse_host_port(server, 53)
+    except ValueError as exc:
+        raise ValueError(f"dns resolver: bad server {server!r}: {exc}") from None
 
 
 def _norm(name: str) -> str:
@@ -123,7 +136,7 @@ class DNSResolver(PollingResolver):
             raise ValueError("dns resolver: 'port' cannot be used with 'srv: true' (SRV records carry ports)")
         super().__init__(telemetry, cfg.interval or DEFAULT_INTERVAL, cfg.timeout or DEFAULT_TIMEOUT)
         self.cfg = cfg
-        self._server = parse_server(cfg.server) if cfg.server else None
+        self._server = _parse_server(cfg.server) if cfg.server else None
         self._resolv_conf = resolv_conf
 
     async def resolve_once(self) -> list[str]:
@@ -149,19 +162,33 @@ class DNSResolver(PollingResolver):
     async def _lookup_addresses(self, client: DNSClient, name: str, *, missing_ok: bool) -> list[str]:
         """A and AAAA records of ``name`` from ``client``'s server, asked in parallel.
 
-        Raises :class:`ResolverError` if either query fails, and (unless
-        ``missing_ok``) if the name does not exist or has no addresses."""
-        try:
-            # A TaskGroup cancels the other query as soon as one fails.
-            async with asyncio.TaskGroup() as tasks:
-                a_task = tasks.create_task(client.query(name, RRType.A))
-                aaaa_task = tasks.create_task(client.query(name, RRType.AAAA))
-        except* DNSError as group:
-            raise ResolverError(f"lookup {name}: {group.exceptions[0]}") from None
-        a, aaaa = a_task.result(), aaaa_task.result()
-        addresses = _addresses_for(a, name, RRType.A) + _addresses_for(aaaa, name, RRType.AAAA)
-        if not addresses and not missing_ok:
-            if a.rcode == Rcode.NXDOMAIN and aaaa.rcode == Rcode.NXDOMAIN:
+        Like Go's resolver (which upstream uses), one record type failing does not fail
+        the lookup: a server that answers A but refuses AAAA (dnsmasq with a hosts file
+        and no upstream does) still yields the A addresses. Raises
+        :class:`ResolverError` when no addresses came back and a query failed, and
+        (unless ``missing_ok``) when the name does not exist or has no addresses."""
+        results = await asyncio.gather(
+            client.query(name, RRType.A), client.query(name, RRType.AAAA), return_exceptions=True
+        )
+        addresses: list[str] = []
+        errors: list[str] = []
+        responses: list[Response] = []
+        for rtype, result in zip((RRType.A, RRType.AAAA), results, strict=True):
+            if isinstance(result, DNSError):
+                errors.append(f"{rtype.name}: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                responses.append(result)
+                addresses += _addresses_for(result, name, rtype)
+        if addresses:
+            if errors:
+                log.debug("lookup %s: using the addresses found despite %s", name, "; ".join(errors))
+            return addresses
+        if errors:
+            raise ResolverError(f"lookup {name}: {'; '.join(errors)}")
+        if not missing_ok:
+            if all(r.rcode == Rcode.NXDOMAIN for r in responses):
                 raise ResolverError(f"lookup {name} on {client.address}: no such host (NXDOMAIN)")
             raise ResolverError(f"lookup {name} on {client.address}: no A or AAAA records")
         return addresses

@@ -1,0 +1,140 @@
+"""The memory budget: one byte account for everything the data plane holds.
+
+A tier-1 pod has a memory limit, and load must never push the data plane over
+it (the kernel would OOM-kill it and every queued span would be lost). So every
+byte the data plane buffers is charged to one :class:`MemoryBudget`:
+
+- requests being received and split (the receivers charge them on arrival,
+  twice their size: the request and its parts exist together until the parts
+  are queued);
+- batches in every sending queue, waiting or being exported;
+- batches re-routed after their backend left, and orphans waiting for a backend.
+
+Admission checks the budget together with the queues: a request whose parts do
+not fit is refused whole (``memory_limit``: gRPC UNAVAILABLE, HTTP 503), so the
+client retries later; nothing of it is kept. Data that was already accepted
+(re-routes, orphans) is charged without a check: it is only moved, never added,
+so the total stays bounded by what admission let in.
+
+The one setting is the process's total, ``memory.limit`` (a size). Ringleader
+subtracts what the process already uses when it starts (the interpreter, gRPC,
+the ring worker) and divides the rest by :data:`OVERHEAD` (gRPC and the
+allocator hold extra copies of data in flight), which gives the bytes of data
+that may be buffered: ``data_limit``. Without a setting the limit is 80% of the
+container's memory limit (cgroup v2 ``memory.max`` or v1
+``memory.limit_in_bytes``) or, outside a container, 1 GiB.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("ringleader.memory")
+
+OVERHEAD = 2.0
+"""Resident bytes per byte of buffered data, measured with a stalled backend
+(tests/test_memory_budget.py): gRPC copies each export into its own buffers and
+the allocator keeps freed blocks of big requests."""
+
+RING_WORKER_ALLOWANCE = 64 << 20
+"""Set aside for the ring worker process (measured ~40 MiB resident for 300 backends)."""
+
+DEFAULT_LIMIT = 1 << 30
+"""The total when no limit is set and no container limit is found."""
+
+MIN_DATA_LIMIT = 8 << 20
+
+_CGROUP_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def container_limit() -> int | None:
+    """The container's memory limit in bytes, or None when there is none."""
+    for path in _CGROUP_FILES:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < (1 << 60):  # cgroup v1 reports "no limit" as a huge number
+            return int(text)
+    return None
+
+
+def default_limit() -> int:
+    limit = container_limit()
+    return int(limit * 0.8) if limit else DEFAULT_LIMIT
+
+
+def resident_bytes() -> int:
+    """This process's resident set size now (0 where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class MemoryBudget:
+    """Bytes of buffered data: charged on admission, released when delivered or dropped."""
+
+    def __init__(self, data_limit: int, total: int = 0) -> None:
+        self.data_limit = max(1, data_limit)
+        self.total = total
+        self._used = 0
+        self.peak = 0
+
+    @classmethod
+    def for_process(cls, total: int) -> MemoryBudget:
+        """The data budget left of ``total`` bytes after what the process uses already."""
+        baseline = resident_bytes() + RING_WORKER_ALLOWANCE
+        data = int((total - baseline) / OVERHEAD)
+        if data < MIN_DATA_LIMIT:
+            log.warning(
+                "memory.limit %d MiB leaves only %d MiB for data after the process's own %d MiB; using %d MiB",
+                total >> 20,
+                max(0, data) >> 20,
+                baseline >> 20,
+                MIN_DATA_LIMIT >> 20,
+            )
+            data = MIN_DATA_LIMIT
+        log.info(
+            "memory budget: %d MiB in total, %d MiB of it for buffered data (process baseline %d MiB)",
+            total >> 20,
+            data >> 20,
+            baseline >> 20,
+        )
+        return cls(data, total)
+
+    @classmethod
+    def unlimited(cls) -> MemoryBudget:
+        """For components used on their own (tools, unit tests): a budget that never refuses."""
+        return cls(1 << 62)
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def has_room(self, nbytes: int) -> bool:
+        return self._used + nbytes <= self.data_limit
+
+    def try_charge(self, nbytes: int) -> bool:
+        """Charge ``nbytes`` if they fit; False (nothing charged) when they do not."""
+        if self._used + nbytes > self.data_limit:
+            return False
+        self.charge(nbytes)
+        return True
+
+    def charge(self, nbytes: int) -> None:
+        """Charge without a check: for data already accepted that only moves."""
+        self._used += nbytes
+        if self._used > self.peak:
+            self.peak = self._used
+
+    def release(self, nbytes: int) -> None:
+        self._used -= nbytes
+        if self._used < 0:  # an accounting bug must not make the budget grow
+            log.error("memory budget released %d bytes more than it held", -self._used)
+            self._used = 0
+
