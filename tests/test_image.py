@@ -101,6 +101,9 @@ def test_runs_as_the_numeric_non_root_user(image: Image) -> None:
     proc = image.run(["sh", "-c", "id -u; id -g"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["65532", "65532"]
+    # Libraries that look the user up (getpwuid, e.g. for an identity) must get an answer, not KeyError.
+    proc = image.run(["python3", "-c", "import os, pwd; e = pwd.getpwuid(os.getuid()); print(e.pw_name, e.pw_shell)"])
+    assert proc.stdout.split() == ["ringleader", "/usr/sbin/nologin"], proc.stderr
 
 
 def test_root_filesystem_is_not_written(image: Image) -> None:
