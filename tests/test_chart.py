@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -350,3 +352,26 @@ def test_the_operator_reconciles_with_exactly_the_charts_rbac_and_args(
             assert f"http://127.0.0.1:{operator.port}/healthz 200" in check.stdout
         finally:
             operator.stop()
+
+
+def _doc_commands(doc: Path, program: str) -> list[list[str]]:
+    """Complete ``program`` command lines from a doc's sh blocks (backslash continuations joined)."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", doc.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0].split("&&", 1)[0].strip()
+            if line.startswith(f"{program} "):
+                commands.append(shlex.split(line))
+    return commands
+
+
+def test_every_helm_install_in_the_docs_renders_with_its_values(helm: Path) -> None:
+    """Each `helm install` the docs show passes the values schema and renders (as `helm template`)."""
+    commands = [c for doc in (REPO / "README.md", REPO / "docs" / "install.md") for c in _doc_commands(doc, "helm")]
+    installs = [c for c in commands if c[1] == "install"]
+    assert len(installs) >= 3
+    for command in installs:
+        release, chart, *flags = command[2:]
+        assert (release, chart) == ("ringleader", "charts/ringleader"), command
+        docs = template(helm, *[f for f in flags if f != "--create-namespace"], namespace="ringleader-system")
+        assert by_kind(docs, "Deployment"), command
