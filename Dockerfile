@@ -33,6 +33,11 @@ LABEL org.opencontainers.image.title="ringleader" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /opt/ringleader /opt/ringleader
+# A passwd/group entry for the runtime uid: libraries that look the user up (getpwuid) get an answer
+# instead of KeyError. No home directory, no login shell.
+RUN groupadd --system --gid 65532 ringleader \
+ && useradd --system --no-log-init --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin ringleader
 ENV PATH=/opt/ringleader/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

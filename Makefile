@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: all test lint typecheck unit demo bench bench-native ring-table system-deps k8s-bins otelcol-bins lab-bins \
-	lab-up lab-down venv clean image manifests helm promtool cargo native rust-check
+	lab-up lab-down venv clean image manifests helm promtool delivery-tools cargo native rust-check
 
 all: test
 
@@ -49,8 +49,10 @@ rust-check: venv cargo
 	cd $(CRATE) && cargo test --locked
 
 # System packages the tests drive for real: dnsmasq (DNS resolver tests), iproute2 (network
-# namespaces for the Kubernetes live tests), openssl (envtest service-account keys).
-SYSTEM_PACKAGES := dnsmasq:dnsmasq-base ip:iproute2 openssl:openssl
+# namespaces for the Kubernetes live tests), openssl (envtest service-account keys); debootstrap, umoci,
+# skopeo, buildah and runc build and run the container image (tests/test_image.py).
+SYSTEM_PACKAGES := dnsmasq:dnsmasq-base ip:iproute2 openssl:openssl \
+	debootstrap:debootstrap umoci:umoci skopeo:skopeo buildah:buildah runc:runc
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 		cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -98,7 +100,13 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: venv native system-deps lint typecheck rust-check k8s-bins otelcol-bins lab-bins
+# helm, promtool and the image, built once and cached (cold: a few minutes each; promtool is built without service discovery).
+delivery-tools: system-deps
+	bash e2e/build_tool.sh helm >/dev/null
+	bash e2e/build_tool.sh promtool >/dev/null
+	bash e2e/build_image.sh >/dev/null
+
+test: venv native system-deps lint typecheck rust-check k8s-bins otelcol-bins delivery-tools lab-bins
 	$(BIN)/python -m pytest
 
 unit: venv native

@@ -11,11 +11,13 @@
 #    storage under the cache) with PYTHON_BASE pointing at that base: the same file a user builds
 #    with `docker build`.
 # 3. The result as a docker-archive, ready for `ctr -n k8s.io images import`:
-#        ${RINGLEADER_CACHE:-~/.cache/ringleader}/image/ringleader-<version>.tar   (tag ringleader:<version>)
+#        ${RINGLEADER_CACHE:-~/.cache/ringleader}/image/ringleader-<version>-<source hash>.tar  (tag ringleader:<version>)
+#    and the link ringleader-<version>.tar to the archive built last.
 #
 # Needs root and the Debian packages debootstrap, umoci, skopeo, buildah (installed when missing and
-# root). Concurrent callers serialise on a flock; the archive is renamed into place atomically, and a
-# stamp next to it records the hash of the sources it was built from.
+# root). Concurrent callers serialise on a flock; the archive is renamed into place atomically; its name
+# carries the hash of the sources it was built from (Dockerfile, pyproject.toml, README.md, dataplane/,
+# operator/), so an unchanged tree is a no-op.
 set -euo pipefail
 
 main() {
@@ -24,7 +26,7 @@ main() {
   for arg in "$@"; do
     case "$arg" in
       --force) force=1 ;;
-      -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
       *) echo "build_image.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
   done
@@ -36,7 +38,6 @@ main() {
   BASE_NAME="localhost/ringleader-base:python3-$SUITE"
   VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/pyproject.toml" | head -n1)"
   TAG="ringleader:$VERSION"
-  ARCHIVE="$IMG/ringleader-$VERSION.tar"
   log() { echo "build_image: $*" >&2; }
   mkdir -p "$IMG"
 
@@ -45,8 +46,12 @@ main() {
   src_hash="$(cd "$REPO" && { echo Dockerfile; echo .dockerignore; echo pyproject.toml; echo README.md;
       git ls-files -co --exclude-standard -- dataplane operator; } | sort -u |
       while read -r f; do [[ -f "$f" ]] && { echo "== $f"; cat "$f"; }; done | sha256sum | cut -c1-16)"
+  # One archive per source state, so worktrees on other commits sharing this cache do not rebuild in
+  # turn; ringleader-<version>.tar links to the one built last.
+  ARCHIVE="$IMG/ringleader-$VERSION-$src_hash.tar"
+  LATEST="$IMG/ringleader-$VERSION.tar"
 
-  if [[ $force -eq 0 && -f "$ARCHIVE" && "$(cat "$ARCHIVE.src" 2>/dev/null)" == "$src_hash" ]]; then
+  if [[ $force -eq 0 && -f "$ARCHIVE" ]]; then
     report; echo "$ARCHIVE"; return 0
   fi
   if [[ "$(id -u)" != 0 ]]; then
@@ -63,7 +68,7 @@ main() {
 
   exec 9>"$IMG/.lock"
   if ! flock -n 9; then log "another build holds $IMG/.lock; waiting"; flock 9; fi
-  if [[ $force -eq 0 && -f "$ARCHIVE" && "$(cat "$ARCHIVE.src" 2>/dev/null)" == "$src_hash" ]]; then
+  if [[ $force -eq 0 && -f "$ARCHIVE" ]]; then
     report; echo "$ARCHIVE"; return 0
   fi
 
@@ -84,7 +89,10 @@ main() {
   log "image built after $((SECONDS - started))s"
   "${BUILDAH[@]}" push "$TAG" "docker-archive:$WORK/out.tar:$TAG" >&2
   mv -f "$WORK/out.tar" "$ARCHIVE"
-  echo "$src_hash" >"$ARCHIVE.src"
+  ln -sfn "$(basename "$ARCHIVE")" "$LATEST"
+  rm -f "$LATEST.src"
+  # Keep the three newest source states (~300 MiB each).
+  ls -t "$IMG"/ringleader-"$VERSION"-*.tar | tail -n +4 | xargs -r rm -f
   # Drop this build's intermediate stage and dangling images; the base stays for the next build.
   "${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
   "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true

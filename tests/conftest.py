@@ -96,6 +96,7 @@ def otelcol_bin_dir(request: pytest.FixtureRequest) -> Path:
     return otelcol.ensure_binaries()
 
 
+
 @pytest.fixture(scope="session")
 def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The real one-node cluster of :mod:`e2e.lab` (root only); shared by the whole session.

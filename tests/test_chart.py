@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -32,6 +34,8 @@ from kubernetes.dynamic import DynamicClient
 from e2e.envtest import EnvTest, ensure_binaries
 from e2e.gotools import tool
 from tests.crdutil import install_crd
+from tests.operator_harness import OperatorProcess
+from tests.slowbuild import untimed
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "ringleader"
@@ -42,7 +46,7 @@ PROM_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
-    return tool("helm")
+    return untimed(lambda: tool("helm"))
 
 
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -293,3 +297,81 @@ def test_kubectl_install_applies_and_a_second_apply_changes_nothing(envtest: Env
         first = _apply_all(dyn, [*crds, *install, example])
         second = _apply_all(dyn, [*crds, *install, example])
     assert first == second
+
+
+def test_the_operator_reconciles_with_exactly_the_charts_rbac_and_args(
+    helm: Path, own_apiserver: EnvTest, tmp_path: Path
+) -> None:
+    """The chart's namespaced install, with its own ServiceAccount and Role, is enough for the operator: run
+    ``ringleader-operator`` with the Deployment's args as that ServiceAccount, and it makes a data plane."""
+    env = own_apiserver
+    install_crd(env)  # this release leaves the CRD to whoever installed it (crds.create=false)
+    ns = env.new_namespace("operator")
+    kube = ["--kubeconfig", str(env.admin_kubeconfig), "-n", ns]
+    run_helm(helm, "install", "op", str(CHART), *kube, "--set", "crds.create=false")
+    with env.api_client() as api:
+        apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
+        deployment: Any = apps.read_namespaced_deployment("op-ringleader", ns)
+        args = list(deployment.spec.template.spec.containers[0].args)
+        assert args[:2] == ["run", f"--namespace={ns}"]
+        scope = [a for a in args if a.startswith("--namespace")]
+        identity = env.service_account(ns, deployment.spec.template.spec.service_account_name, create=False)
+        operator = OperatorProcess(tmp_path, identity, *scope).start()
+        try:
+            body = {
+                "apiVersion": "ringleader.dev/v1alpha1",
+                "kind": "LoadBalancingExporter",
+                "metadata": {"name": "tier1"},
+                "spec": {"resolver": {"static": {"hostnames": ["10.9.0.1:4317", "10.9.0.2:4317"]}}},
+            }
+            custom.create_namespaced_custom_object("ringleader.dev", "v1alpha1", ns, "loadbalancingexporters", body)
+
+            def observed() -> bool:
+                lbe: Any = custom.get_namespaced_custom_object(
+                    "ringleader.dev", "v1alpha1", ns, "loadbalancingexporters", "tier1"
+                )
+                status = lbe.get("status") or {}
+                return bool(status.get("observedGeneration") == lbe["metadata"]["generation"])
+
+            _wait(observed, "the operator to observe the resource", timeout=120)
+            made: Any = apps.read_namespaced_deployment("tier1-ringleader", ns)
+            assert made.metadata.owner_references[0].kind == "LoadBalancingExporter"
+            assert "forbidden" not in operator.tail(200_000).lower()
+
+            # The `helm test` pod's check, run against this operator's liveness endpoint (address from the
+            # service-link variable a pod would get, as in clusters without cluster DNS).
+            [pod] = by_kind(template(helm, "--set", f"operator.healthPort={operator.port}", namespace=ns), "Pod")
+            [container] = pod["spec"]["containers"]
+            assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+            check = subprocess.run(
+                [sys.executable, *container["command"][1:]],
+                env={"RL_RINGLEADER_SERVICE_HOST": "127.0.0.1", "PATH": "/usr/bin:/bin"},
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert check.returncode == 0, check.stdout + check.stderr
+            assert f"http://127.0.0.1:{operator.port}/healthz 200" in check.stdout
+        finally:
+            operator.stop()
+
+
+def _doc_commands(doc: Path, program: str) -> list[list[str]]:
+    """Complete ``program`` command lines from a doc's sh blocks (backslash continuations joined)."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", doc.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0].split("&&", 1)[0].strip()
+            if line.startswith(f"{program} "):
+                commands.append(shlex.split(line))
+    return commands
+
+
+def test_every_helm_install_in_the_docs_renders_with_its_values(helm: Path) -> None:
+    """Each `helm install` the docs show passes the values schema and renders (as `helm template`)."""
+    commands = [c for doc in (REPO / "README.md", REPO / "docs" / "install.md") for c in _doc_commands(doc, "helm")]
+    installs = [c for c in commands if c[1] == "install"]
+    assert len(installs) >= 3
+    for command in installs:
+        release, chart, *flags = command[2:]
+        assert (release, chart) == ("ringleader", "charts/ringleader"), command
+        docs = template(helm, *[f for f in flags if f != "--create-namespace"], namespace="ringleader-system")
+        assert by_kind(docs, "Deployment"), command

@@ -2,12 +2,15 @@
 
 - ``promtool check rules`` accepts the rule file, and ``promtool test rules`` (tests/monitoring/) passes with a
   firing case and a quiet case for every alert; a rule file with a broken threshold makes it fail.
+- Every metric name the rules and the dashboard query is one a running data plane exposes on /metrics, so a
+  renamed metric breaks this test instead of silently blanking a panel or an alert.
 - The dashboard has the views the operations guide promises, each on the selectable Prometheus data source.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,17 +19,20 @@ import pytest
 import yaml
 
 from e2e.gotools import tool
+from tests.harness import DataPlaneProcess, static_config
+from tests.slowbuild import untimed
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = REPO / "charts" / "ringleader" / "files"
 RULES = FILES / "ringleader.rules.yaml"
 DASHBOARD = FILES / "dashboard.json"
 RULE_TESTS = REPO / "tests" / "monitoring" / "ringleader.rules.test.yaml"
+METRIC = re.compile(r"\b((?:ringleader|otelcol)_[a-z0-9_]+)\b")
 
 
 @pytest.fixture(scope="module")
 def promtool() -> Path:
-    return tool("promtool")
+    return untimed(lambda: tool("promtool"))
 
 
 def promtool_run(promtool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -77,6 +83,40 @@ def test_promtool_unit_tests_fail_when_an_alert_threshold_is_wrong(promtool: Pat
     proc = promtool_run(promtool, "test", "rules", "tests.yaml", cwd=tmp_path)
     assert proc.returncode != 0
     assert "RingleaderBackendSkew" in proc.stdout + proc.stderr
+
+
+def exposed_metric_names(body: str) -> set[str]:
+    """Sample names a scrape can carry: every declared family, with a histogram's series suffixes."""
+    names: set[str] = set()
+    for line in body.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            if kind == "histogram":
+                names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return names
+
+
+def test_rules_and_dashboard_query_only_metrics_the_data_plane_exposes(tmp_path: Path) -> None:
+    # Two static backends (nothing listens; only the metric families matter) with the default per-backend queues.
+    dataplane = DataPlaneProcess(tmp_path, static_config(["127.0.0.1:9", "127.0.0.2:9"])).start()
+    try:
+        status, body = dataplane.get("/metrics")
+    finally:
+        dataplane.stop()
+    assert status == 200
+    exposed = exposed_metric_names(body.decode())
+    assert "otelcol_loadbalancer_num_backends" in exposed
+    queried: dict[str, set[str]] = {}
+    for source, exprs in (
+        ("rules", [r["expr"] for g in rule_groups() for r in g["rules"]]),
+        ("dashboard", dashboard_exprs()),
+    ):
+        for expr in exprs:
+            for name in METRIC.findall(expr):
+                queried.setdefault(name, set()).add(source)
+    missing = {name: sorted(sources) for name, sources in queried.items() if name not in exposed}
+    assert not missing, f"queried but not exposed by the data plane: {missing}"
 
 
 def test_dashboard_has_the_promised_views_on_the_selectable_data_source() -> None:
