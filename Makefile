@@ -132,7 +132,7 @@ ring-table: venv
 
 # Delivery (docs/install.md). `image` builds the Dockerfile without Docker (buildah, a Debian-built base) into
 # a docker-archive under the cache and prints its size; `manifests` regenerates deploy/install.yaml and the
-# chart's copies of crds/ and deploy/operator-rbac.yaml; `helm`/`promtool` build the tools (cached) and print
+# chart's copies of crds/ and operator/ringleader_operator/rbac_rules.yaml; `helm`/`promtool` build the tools (cached) and print
 # their paths.
 image:
 	bash e2e/build_image.sh

@@ -276,10 +276,10 @@ OPERATOR_NAMESPACE = "ringleader-system"
 
 
 def install_operator_with_kubectl(lab: Lab, timeout: float = 180) -> None:
-    """``kubectl apply`` the CRD (crds/) and the operator (deploy/install.yaml); wait until it runs."""
+    """``kubectl apply`` the CRD (crds/) and the operator (deploy/), as docs/install.md says; wait until it runs."""
     lab.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     lab.kubectl("wait", "--for=condition=Established", "crd/loadbalancingexporters.ringleader.dev", "--timeout=60s")
-    lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "deploy" / "install.yaml"))
+    lab.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "deploy"))
     lab.kubectl("rollout", "status", "deployment/ringleader", "-n", OPERATOR_NAMESPACE,
                 f"--timeout={int(timeout)}s", timeout=timeout + 10)
 

@@ -3,7 +3,7 @@
 ``python -m e2e.manifests`` (``make manifests``) does three things:
 
 1. copies ``crds/*.yaml`` (the CRD's source of truth) to ``charts/ringleader/files/crds/``;
-2. copies ``deploy/operator-rbac.yaml`` (the operator's canonical RBAC rules) to
+2. copies ``operator/ringleader_operator/rbac_rules.yaml`` (the operator's canonical RBAC rules) to
    ``charts/ringleader/files/operator-rbac.yaml``;
 3. renders the chart with helm into ``deploy/install.yaml``: namespace ``ringleader-system``, the
    operator watching every namespace, no CRD (``kubectl apply --server-side -f crds/`` installs it) and
@@ -25,7 +25,7 @@ from e2e.gotools import tool
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "ringleader"
 INSTALL = REPO / "deploy" / "install.yaml"
-RBAC_RULES = REPO / "deploy" / "operator-rbac.yaml"
+RBAC_RULES = REPO / "operator" / "ringleader_operator" / "rbac_rules.yaml"
 NAMESPACE = "ringleader-system"
 KUBE_VERSION = "1.37.1"
 

@@ -1,7 +1,7 @@
 """Running ``ringleader-operator`` against the envtest, as a ServiceAccount holding exactly its documented RBAC.
 
 :class:`OperatorProcess` starts ``python -m ringleader_operator run ...`` with a
-kubeconfig of the operator's ServiceAccount (made from ``deploy/operator-rbac.yaml``
+kubeconfig of the operator's ServiceAccount (made from ``rbac_rules.yaml``
 by :func:`install_operator_rbac`), waits for its liveness endpoint, and stops it.
 :class:`Cluster` is the admin's view used to create resources and check what the
 operator made.

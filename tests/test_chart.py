@@ -283,11 +283,23 @@ def _apply_all(dyn: DynamicClient, docs: list[dict[str, Any]]) -> dict[tuple[str
     return versions
 
 
+def test_every_file_under_crds_and_deploy_is_a_kubernetes_manifest() -> None:
+    """`kubectl apply -f crds/ -f deploy/` reads every file there: a file that is not a manifest (say, a rules
+    file other code reads) would make that documented command fail."""
+    for directory in ("crds", "deploy"):
+        files = sorted((REPO / directory).iterdir())
+        assert files, directory
+        for path in files:
+            assert path.suffix in {".yaml", ".yml", ".json"}, path
+            for doc in (d for d in yaml.safe_load_all(path.read_text()) if d):
+                assert {"apiVersion", "kind", "metadata"} <= doc.keys(), f"{path}: not a manifest"
+
+
 def test_kubectl_install_applies_and_a_second_apply_changes_nothing(envtest: EnvTest) -> None:
-    """What `kubectl apply --server-side -f crds/ -f deploy/install.yaml -f examples/...` does, twice: the
-    second apply must be a no-op (same resourceVersion everywhere), or GitOps tools would see endless drift."""
+    """What `kubectl apply --server-side -f crds/ -f deploy/ -f examples/...` does, twice: the second apply must
+    be a no-op (same resourceVersion everywhere), or GitOps tools would see endless drift."""
     crds = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
-    install = [d for d in yaml.safe_load_all((REPO / "deploy" / "install.yaml").read_text()) if d]
+    install = [d for p in sorted((REPO / "deploy").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
     example = yaml.safe_load((REPO / "examples" / "loadbalancingexporter.yaml").read_text())
     assert {d["kind"] for d in install} >= {"Namespace", "ServiceAccount", "ClusterRole", "Deployment"}
     with envtest.api_client() as api:

@@ -1,7 +1,7 @@
 """The operator against a real API server with kube-controller-manager (no mock API, no kubelet).
 
 One operator process runs for the module, cluster-wide, as the ServiceAccount
-``ringleader-operator`` holding exactly the ClusterRole of deploy/operator-rbac.yaml.
+``ringleader-operator`` holding exactly the ClusterRole of operator/ringleader_operator/rbac_rules.yaml.
 Each test works in fresh namespaces. Deployments really make ReplicaSets and
 Pods (which stay Pending: nothing runs them) and the garbage collector really
 deletes owned objects.

@@ -1,4 +1,4 @@
-"""rbac.py / `ringleader-operator rbac`: the operator's RBAC comes from deploy/operator-rbac.yaml only."""
+"""rbac.py / `ringleader-operator rbac`: the operator's RBAC comes from ringleader_operator/rbac_rules.yaml only."""
 
 from __future__ import annotations
 

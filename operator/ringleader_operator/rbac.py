@@ -1,4 +1,4 @@
-"""The operator's own RBAC as manifests, from the canonical rules in ``deploy/operator-rbac.yaml``.
+"""The operator's own RBAC as manifests, from the canonical rules in ``rbac_rules.yaml`` (beside this module).
 
 :func:`rbac_manifests` gives a ServiceAccount and the roles and bindings for one
 of two scopes::
@@ -25,7 +25,8 @@ import yaml
 
 __all__ = ["RBAC_FILE", "rbac_manifests", "rules"]
 
-RBAC_FILE = Path(__file__).resolve().parents[2] / "deploy" / "operator-rbac.yaml"
+# Package data, so `ringleader-operator rbac` works from a wheel or the image as well as from the repository.
+RBAC_FILE = Path(__file__).resolve().with_name("rbac_rules.yaml")
 NAME = "ringleader-operator"
 RBAC_API = "rbac.authorization.k8s.io/v1"
 
