@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: all test lint typecheck unit demo bench bench-native ring-table system-deps k8s-bins otelcol-bins lab-bins \
-	lab-up lab-down venv clean image manifests helm promtool delivery-tools cargo native rust-check
+	lab-up lab-down e2e venv clean image manifests helm promtool delivery-tools cargo native rust-check
 
 all: test
 
@@ -108,6 +108,10 @@ delivery-tools: system-deps
 
 test: venv native system-deps lint typecheck rust-check k8s-bins otelcol-bins delivery-tools lab-bins
 	$(BIN)/python -m pytest
+
+# Scenarios 2 and 5 of the lab (tier 2 scaled and rolled under load, Ringleader beside upstream): ~5 min warm.
+e2e: venv native k8s-bins otelcol-bins delivery-tools lab-bins
+	$(BIN)/python -m pytest -m e2e
 
 unit: venv native
 	$(BIN)/python -m pytest -m "not slow"

@@ -33,6 +33,7 @@ from e2e.envtest import EnvTest, binaries_ready, cache_dir, ensure_binaries
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: runs on the real one-node cluster of e2e/lab.py (minutes)")
+    config.addinivalue_line("markers", "e2e: long lab scenarios run by `make e2e`, deselected by `make test`")
 
 
 def _build_kubernetes_once(request: pytest.FixtureRequest, with_controller_manager: bool = False) -> None:
