@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backoff import Backoff
 from ..config_model import K8sResolverConfig
 from ..hostport import join_host_port
 from ..telemetry import Telemetry
@@ -122,23 +123,6 @@ class SliceView:
         return cls(frozenset(hosts), missing)
 
 
-class _Backoff:
-    """Exponential backoff with +-20% jitter so many replicas do not retry in step."""
-
-    def __init__(self, initial: float = 1.0, maximum: float = 30.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._next = initial
-
-    def reset(self) -> None:
-        self._next = self.initial
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum)
-        return delay * random.uniform(0.8, 1.2)
-
-
 class K8sResolver(Resolver):
     """Watch a Service's EndpointSlices and publish its ready endpoints.
 
@@ -168,7 +152,7 @@ class K8sResolver(Resolver):
         self._missing_hostnames = 0
         self._flush_timer: asyncio.TimerHandle | None = None
         self._dirty_since: float | None = None
-        self._backoff = _Backoff()
+        self._backoff = Backoff(initial=1.0, maximum=30.0)
         self._path = f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices"
         self._params = {"labelSelector": f"{SERVICE_NAME_LABEL}={self.name}"}
 
