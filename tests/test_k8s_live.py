@@ -233,6 +233,7 @@ def start_dataplane(
     tier2: Tier2Service,
     monkeypatch: pytest.MonkeyPatch,
     identity: ServiceAccountCredentials | None = None,
+    coalesce: dict[str, Any] | None = None,
     **otlp: Any,
 ) -> DataPlaneProcess:
     """The data plane resolving ``tier2.<namespace>`` via ``KUBECONFIG``, as the granted reader
@@ -240,7 +241,7 @@ def start_dataplane(
     if identity is None:
         tier2.wait_reader_granted(envtest)
     otlp.setdefault("timeout", "5s")
-    cfg = static_config([], otlp=otlp)
+    cfg = static_config([], otlp=otlp, **({"coalesce": coalesce} if coalesce is not None else {}))
     cfg["exporters"]["loadbalancing"]["resolver"] = {
         "k8s": {"service": f"{SERVICE}.{tier2.namespace}", "ports": [SINK_PORT]}
     }
@@ -355,6 +356,9 @@ def test_terminating_pod_leaves_the_ring_at_once_and_its_queue_is_rerouted_witho
         tier2,
         monkeypatch,
         sending_queue={"enabled": True, "num_consumers": 2, "queue_size": 5000},
+        # Coalescing off: a free consumer would take the whole backlog as one export, leaving nothing
+        # queued to re-route when the pod leaves (test_resolvers_live does the same).
+        coalesce={"max_size": 0},
     )
     produced: list[ProducedSpan] = []
     sender = threading.Thread(
