@@ -137,11 +137,21 @@ def ensure_builds(log_file: Path | None = None) -> Binaries:
         if time.monotonic() - started > 5:
             log(f"{Path(argv[1]).name}: {time.monotonic() - started:.0f}s")
     if delivery:
-        version = out[5].name.removeprefix("ringleader-").removesuffix(".tar")
+        # build_image.sh tags the image ringleader:<project version> (the archive's name also carries a
+        # source hash, which is not part of the tag).
+        version = _project_version()
         return Binaries(k8s=out[1], containerd=out[2], images=out[4], ringleader_archive=out[5],
                         ringleader_image=f"ringleader:{version}")
     return Binaries(k8s=out[1], containerd=out[2], images=out[4], ringleader_archive=out[4] / "ringleader.tar",
                     ringleader_image="localhost/ringleader:lab")
+
+
+def _project_version() -> str:
+    """``project.version`` of pyproject.toml: the tag build_image.sh gives Ringleader's image."""
+    import tomllib
+
+    with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
 
 
 # ---------------------------------------------------------------------------------- processes ----
