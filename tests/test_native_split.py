@@ -51,7 +51,8 @@ from tests.test_routing_properties import (
 from tests.test_wire_fuzz import FUZZ_SETTINGS, fuzz_inputs
 
 RING_SIZES = (1, 3, 5)
-ALGORITHMS = ("ringleader", "upstream")
+# Both upstream cell counts: 131071 (upstream = v0.161, #49585) and 36000 (the releases before it).
+ALGORITHMS = ("ringleader", "upstream", "upstream-v0.152")
 
 Outcome = Split | MalformedError | InvalidRequestError
 

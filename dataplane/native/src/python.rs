@@ -40,7 +40,9 @@ impl PyRingTable {
     fn new(algorithm: &str, cells: &[u8], itemsize: usize) -> PyResult<Self> {
         let hash = match algorithm {
             "ringleader" => Hash::Ringleader,
-            "upstream" => Hash::Upstream,
+            "upstream" | "upstream-v0.161" | "upstream-v0.152" | "upstream-v0.129" => {
+                Hash::Upstream
+            }
             other => {
                 return Err(PyValueError::new_err(format!(
                     "unknown ring algorithm {other:?}"

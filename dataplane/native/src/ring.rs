@@ -4,7 +4,8 @@
 //! hashes the key and indexes the table, so both sides route every key identically:
 //!
 //! - `ringleader`: 2**20 cells, owner = `cells[murmur3_32(key, seed 0) >> 12]`;
-//! - `upstream`: 36000 cells, owner = `cells[crc32(key) % 36000]`.
+//! - `upstream*`: owner = `cells[crc32(key) % cells]`, with the cell count of the upstream release the
+//!   ring reproduces: 131071 (`upstream`, `upstream-v0.161`) or 36000 (`upstream-v0.152`, `upstream-v0.129`).
 
 /// How a table hashes keys into cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +15,8 @@ pub enum Hash {
 }
 
 pub const RINGLEADER_CELLS: usize = 1 << 20;
-pub const UPSTREAM_CELLS: usize = 36000;
+/// The cell counts of upstream's rings: #49585 (v0.157+) and the releases before it.
+pub const UPSTREAM_CELLS: [usize; 2] = [131_071, 36_000];
 
 /// An immutable ring table: one backend index per cell.
 #[derive(Debug, Clone)]
@@ -25,13 +27,17 @@ pub struct Table {
 }
 
 impl Table {
-    /// A table from its cells; the cell count must be the algorithm's.
+    /// A table from its cells; the cell count must be one the algorithm uses.
     pub fn new(hash: Hash, cells: Vec<u32>) -> Result<Table, String> {
-        let want = match hash {
-            Hash::Ringleader => RINGLEADER_CELLS,
-            Hash::Upstream => UPSTREAM_CELLS,
+        let fits = match hash {
+            Hash::Ringleader => cells.len() == RINGLEADER_CELLS,
+            Hash::Upstream => UPSTREAM_CELLS.contains(&cells.len()),
         };
-        if cells.len() != want {
+        if !fits {
+            let want = match hash {
+                Hash::Ringleader => format!("{RINGLEADER_CELLS}"),
+                Hash::Upstream => format!("{} or {}", UPSTREAM_CELLS[0], UPSTREAM_CELLS[1]),
+            };
             return Err(format!(
                 "a {hash:?} ring table has {want} cells, not {}",
                 cells.len()
@@ -76,7 +82,7 @@ impl Table {
     pub fn lookup(&self, key: &[u8]) -> u32 {
         match self.hash {
             Hash::Ringleader => self.cells[(murmur3_32(key, 0) >> 12) as usize],
-            Hash::Upstream => self.cells[(crc32(key) % UPSTREAM_CELLS as u32) as usize],
+            Hash::Upstream => self.cells[(crc32(key) % self.cells.len() as u32) as usize],
         }
     }
 }
@@ -171,7 +177,8 @@ mod tests {
     fn a_table_of_the_wrong_size_is_refused() {
         assert!(Table::new(Hash::Upstream, vec![0; 10]).is_err());
         assert!(Table::from_le_bytes(Hash::Upstream, &[0; 3], 2).is_err());
-        let t = Table::from_le_bytes(Hash::Upstream, &[1u8, 0].repeat(UPSTREAM_CELLS), 2).unwrap();
+        let t =
+            Table::from_le_bytes(Hash::Upstream, &[1u8, 0].repeat(UPSTREAM_CELLS[1]), 2).unwrap();
         assert_eq!(t.backends(), 2);
         assert_eq!(t.lookup(b"anything"), 1);
     }
