@@ -11,10 +11,19 @@
 //! Without the `python` feature the crate is plain Rust: `cargo test` and `cargo clippy`
 //! need neither libpython nor pyo3.
 
+pub mod client;
 pub mod keys;
 pub mod ring;
+pub mod runtime;
+pub mod server;
 pub mod split;
 pub mod wire;
 
+#[cfg(feature = "python")]
+mod bridge;
+#[cfg(feature = "python")]
+mod py_client;
+#[cfg(feature = "python")]
+mod py_server;
 #[cfg(feature = "python")]
 mod python;

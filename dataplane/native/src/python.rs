@@ -124,12 +124,21 @@ fn _panic_probe(py: Python<'_>) {
     py.detach(|| panic!("panic probe"));
 }
 
+/// Fix the data path runtime's worker threads (before any receiver or channel starts).
+#[pyfunction]
+fn configure_runtime(threads: usize) -> PyResult<()> {
+    crate::runtime::configure(threads).map_err(PyValueError::new_err)
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRingTable>()?;
     m.add_class::<PyWireSplitter>()?;
     m.add_function(wrap_pyfunction!(_panic_probe, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
+    crate::py_server::register(m)?;
+    crate::py_client::register(m)?;
     m.add("MalformedInput", m.py().get_type::<MalformedInput>())?;
     m.add("InvalidInput", m.py().get_type::<InvalidInput>())?;
     Ok(())
