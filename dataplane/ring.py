@@ -118,7 +118,7 @@ class Ring:
     is a plain function with everything it needs bound, for the data path.
     """
 
-    __slots__ = ("_cells", "algorithm", "endpoints", "hash_name", "lookup")
+    __slots__ = ("_cells", "_native_table", "algorithm", "endpoints", "hash_name", "lookup")
 
     algorithm: str
     endpoints: tuple[str, ...]
@@ -141,6 +141,16 @@ class Ring:
         self._cells = cells
         self.hash_name = hash_name
         self.lookup = lookup
+        self._native_table: Any = None
+
+    def native_table(self) -> Any:
+        """The table in the native data path's form (``dataplane._native.RingTable``), built once."""
+        if self._native_table is None:
+            from . import _native
+
+            cells, itemsize = self.table_bytes()
+            self._native_table = _native.RingTable(self.algorithm, cells, itemsize)
+        return self._native_table
 
     def owner_of(self, key: bytes) -> str:
         return self.endpoints[self.lookup(key)]
