@@ -11,6 +11,7 @@
 //! Without the `python` feature the crate is plain Rust: `cargo test` and `cargo clippy`
 //! need neither libpython nor pyo3.
 
+pub mod budget;
 pub mod client;
 pub mod keys;
 pub mod ring;
