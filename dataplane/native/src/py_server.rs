@@ -115,7 +115,7 @@ impl Handler for PyHandler {
 
     fn cancelled(&self, id: u64) {
         Python::attach(|py| {
-            let id = id.into_pyobject(py).into_any();
+            let id = pyo3::types::PyInt::new(py, id).into_any();
             self.event_loop.call_soon(py, &self.on_cancel, &[id]);
         });
     }
