@@ -300,7 +300,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut phase: watch::Rec
                         tokio::spawn(until_aborted(graceful.watch(conn), abort));
                     }
                     Transport::Http => {
-                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        // Header names as clients of the Python receiver saw them (Content-Type).
+                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .title_case_headers(true);
                         let conn = builder
                             .serve_connection(io, http::service(shared.clone()))
                             .into_owned();
