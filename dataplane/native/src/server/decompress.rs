@@ -121,8 +121,11 @@ fn gzip(body: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
 
 fn deflate(body: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
     // Driven by hand: a reader would take a cut zlib stream for a short one.
-    let truncated =
-        || DecompressError::Corrupt("truncated deflate body: it ends inside a compressed stream".into());
+    let truncated = || {
+        DecompressError::Corrupt(
+            "truncated deflate body: it ends inside a compressed stream".into(),
+        )
+    };
     let mut inflate = flate2::Decompress::new(true);
     let mut out: Vec<u8> = Vec::with_capacity(body.len().saturating_mul(4).max(64).min(limit + 1));
     loop {
@@ -265,7 +268,10 @@ mod tests {
         assert_eq!(decompress(&zl(&data), "deflate", LIMIT).unwrap(), data);
         assert_eq!(decompress(&zs(&data), "zstd", LIMIT).unwrap(), data);
         assert_eq!(decompress(&sn_block(&data), "snappy", LIMIT).unwrap(), data);
-        assert_eq!(decompress(&sn_framed(&data), "snappy", LIMIT).unwrap(), data);
+        assert_eq!(
+            decompress(&sn_framed(&data), "snappy", LIMIT).unwrap(),
+            data
+        );
         assert_eq!(decompress(&data, " Identity ", LIMIT).unwrap(), data);
     }
 

@@ -209,7 +209,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<GrpcBody> {
     let encoding = match Encoding::parse(&encoding_name) {
         Ok(e) => e,
         Err(err) => {
-            let message = format!("unsupported grpc-encoding {encoding_name:?} (supported: {ACCEPT_ENCODING})");
+            let message = format!(
+                "unsupported grpc-encoding {encoding_name:?} (supported: {ACCEPT_ENCODING})"
+            );
             shared.refuse(signal, "unsupported_encoding", message.clone(), None);
             let _ = err;
             return response(code::UNIMPLEMENTED, &message);
@@ -258,8 +260,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<GrpcBody> {
         match decode(&payload, encoding, limit) {
             Ok(d) => d,
             Err(DecompressError::TooLarge(_)) => {
-                let message =
-                    format!("decompressed request exceeds the limit of {limit} bytes");
+                let message = format!("decompressed request exceeds the limit of {limit} bytes");
                 shared.refuse(signal, "too_large", message.clone(), None);
                 return response(code::RESOURCE_EXHAUSTED, &message);
             }

@@ -79,7 +79,12 @@ fn content_type(as_json: bool) -> &'static str {
 }
 
 /// The answer as an HTTP response (success: an empty Export*ServiceResponse).
-pub fn response(status: u16, grpc_code: u32, message: &str, as_json: bool) -> Response<Full<Bytes>> {
+pub fn response(
+    status: u16,
+    grpc_code: u32,
+    message: &str,
+    as_json: bool,
+) -> Response<Full<Bytes>> {
     let body = if status == 200 {
         if as_json {
             b"{}".to_vec()
@@ -90,9 +95,13 @@ pub fn response(status: u16, grpc_code: u32, message: &str, as_json: bool) -> Re
         status_body(grpc_code, message, as_json)
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static(content_type(as_json)));
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static(content_type(as_json)),
+    );
     if status == 503 {
         headers.insert("retry-after", HeaderValue::from_static("1"));
     }
@@ -102,8 +111,10 @@ pub fn response(status: u16, grpc_code: u32, message: &str, as_json: bool) -> Re
 fn plain(status: u16, text: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *resp.status_mut() = http::StatusCode::from_u16(status).expect("a valid status");
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -191,7 +202,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         )
     };
     if !held.try_grow(estimate) {
-        return refuse(503, code::UNAVAILABLE, "memory_limit", memory_refusal(shared));
+        return refuse(
+            503,
+            code::UNAVAILABLE,
+            "memory_limit",
+            memory_refusal(shared),
+        );
     }
     let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -217,7 +233,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     drop(body);
     let needed = 3 * data.len() as u64; // the decoded body, the request and its parts
     if needed > held.bytes() && !held.try_grow(needed - held.bytes()) {
-        return refuse(503, code::UNAVAILABLE, "memory_limit", memory_refusal(shared));
+        return refuse(
+            503,
+            code::UNAVAILABLE,
+            "memory_limit",
+            memory_refusal(shared),
+        );
     }
     match shared.hand_over(signal, data, as_json, None, held).await {
         Some(a) => response(a.http_status, a.grpc_code, &a.message, as_json),

@@ -189,7 +189,11 @@ impl Shared {
         };
         pending.open = false;
         Some(answer.unwrap_or_else(|| {
-            Answer::new(code::INTERNAL, 500, "the request was dropped without an answer")
+            Answer::new(
+                code::INTERNAL,
+                500,
+                "the request was dropped without an answer",
+            )
         }))
     }
 }
@@ -335,3 +339,6 @@ async fn until_aborted<F: std::future::Future>(conn: F, mut phase: watch::Receiv
 async fn reached(phase: &mut watch::Receiver<u8>, at: u8) {
     let _ = phase.wait_for(|p| *p >= at).await;
 }
+
+#[cfg(test)]
+mod tests;
