@@ -179,6 +179,10 @@ fn uvarint(data: &[u8]) -> Result<usize, DecompressError> {
 }
 
 fn snappy(body: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
+    if body.is_empty() {
+        // A framed stream with nothing written is empty (Go's writer and cramjam write no header).
+        return Ok(Vec::new());
+    }
     if body.starts_with(SNAPPY_STREAM_ID) {
         if snappy_framed_length(body)? > limit {
             return Err(DecompressError::TooLarge(limit));
@@ -273,6 +277,7 @@ mod tests {
             data
         );
         assert_eq!(decompress(&data, " Identity ", LIMIT).unwrap(), data);
+        assert_eq!(decompress(&sn_framed(b""), "snappy", LIMIT).unwrap(), b"");
     }
 
     #[test]
