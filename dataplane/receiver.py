@@ -13,7 +13,7 @@ larger than the configured limit             RESOURCE_EXHAUSTED   413
 one item larger than the export size limit   RESOURCE_EXHAUSTED   413
 queue full, no backends, export failed       UNAVAILABLE          503 + Retry-After
 signal not enabled in the config             UNIMPLEMENTED        404
-unsupported content type / encoding          --                   415
+unsupported content type / encoding          UNIMPLEMENTED        415
 ===========================================  ===================  ==========
 
 Each refusal is counted in ``ringleader_items_refused_total{reason}`` (and

@@ -456,3 +456,17 @@ async fn stop_closes_the_listener_at_once_and_waits_for_requests_in_flight() {
         .unwrap();
     assert!(rec.cancelled.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn otlp_http_is_served_over_h2c_too() {
+    let (server, rec) = start(Transport::Http, 1000, 1 << 30, true);
+    let mut send = h2(&server).await;
+    let req = post(
+        "/v1/metrics",
+        &[("content-type", "application/x-protobuf")],
+        vec![5; 20],
+    );
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(rec.requests.lock().unwrap()[0].0, "metrics");
+}
