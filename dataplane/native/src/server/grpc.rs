@@ -251,14 +251,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<GrpcBody> {
         }
     };
     let data = if !compressed {
-        payload.to_vec()
+        payload.clone() // the read buffer itself: no copy
     } else if encoding == Encoding::Identity {
         let message = "a compressed message without grpc-encoding".to_string();
         shared.refuse(signal, "malformed", message.clone(), None);
         return response(code::INVALID_ARGUMENT, &message);
     } else {
         match decode(&payload, encoding, limit) {
-            Ok(d) => d,
+            Ok(d) => Bytes::from(d),
             Err(DecompressError::TooLarge(_)) => {
                 let message = format!("decompressed request exceeds the limit of {limit} bytes");
                 shared.refuse(signal, "too_large", message.clone(), None);

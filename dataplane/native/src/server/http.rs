@@ -223,9 +223,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         Err(_) => return plain(400, "400: incomplete request body"),
     };
     let data = match Encoding::parse(&encoding_name) {
-        Ok(Encoding::Identity) => body.to_vec(),
+        Ok(Encoding::Identity) => body.clone(), // no copy
         Ok(encoding) => match decode(&body, encoding, limit) {
-            Ok(d) => d,
+            Ok(d) => Bytes::from(d),
             Err(err) => return decompress_refusal(&refuse, err),
         },
         Err(err) => return decompress_refusal(&refuse, err),

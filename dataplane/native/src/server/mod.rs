@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -97,7 +98,7 @@ pub struct Request {
     pub id: u64,
     pub signal: &'static str,
     pub transport: Transport,
-    pub data: Vec<u8>,
+    pub data: Bytes,
     /// An OTLP/JSON body (HTTP only); protobuf otherwise.
     pub is_json: bool,
     /// The client's deadline (gRPC `grpc-timeout`).
@@ -113,7 +114,7 @@ pub struct Refusal {
     pub reason: &'static str,
     pub detail: String,
     /// The request, when its items can be counted (it was read and decoded).
-    pub data: Option<Vec<u8>>,
+    pub data: Option<Bytes>,
 }
 
 /// What to do with requests: Python today (`py_server`), a native router later.
@@ -143,7 +144,7 @@ impl Shared {
         signal: &'static str,
         reason: &'static str,
         detail: String,
-        data: Option<Vec<u8>>,
+        data: Option<Bytes>,
     ) {
         self.handler.refused(Refusal {
             signal,
@@ -159,7 +160,7 @@ impl Shared {
     pub async fn hand_over(
         &self,
         signal: &'static str,
-        data: Vec<u8>,
+        data: Bytes,
         is_json: bool,
         deadline: Option<Instant>,
         _held: Held,

@@ -36,7 +36,7 @@ impl Handler for Recorder {
     fn request(&self, r: Request) {
         self.requests.lock().unwrap().push((
             r.signal,
-            r.data.clone(),
+            r.data.to_vec(),
             r.is_json,
             r.deadline.is_some(),
         ));
