@@ -470,3 +470,52 @@ async fn otlp_http_is_served_over_h2c_too() {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(rec.requests.lock().unwrap()[0].0, "metrics");
 }
+
+#[tokio::test]
+async fn one_grpc_connection_gets_at_most_32_calls_in_progress() {
+    let (server, rec) = start(Transport::Grpc, 1000, 1 << 30, false);
+    let mut send = h2(&server).await;
+    // One call first: by its answer the client knows the server's SETTINGS. (Streams opened
+    // before that are refused with REFUSED_STREAM, which gRPC clients retry transparently.)
+    let first =
+        tokio::spawn(send.send_request(grpc_request(TRACES, &[], full(framed(false, b"x")))));
+    until("the first call", || rec.replies.lock().unwrap().len() == 1).await;
+    for reply in rec.replies.lock().unwrap().drain().map(|(_, r)| r) {
+        assert!(reply.send(Answer::new(code::OK, 200, "")));
+    }
+    assert_eq!(grpc_status(first.await.unwrap().unwrap()).await.0, code::OK);
+    let mut calls = Vec::new();
+    for _ in 0..40 {
+        let mut send = send.clone();
+        let req = grpc_request(TRACES, &[], full(framed(false, b"x")));
+        calls.push(tokio::spawn(async move {
+            send.ready().await.unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            grpc_status(resp).await.0 // consumed: the stream is done on both sides
+        }));
+    }
+    until("32 calls in progress", || {
+        rec.replies.lock().unwrap().len() == 32
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // (the 8 others wait in the client)
+    assert_eq!(rec.replies.lock().unwrap().len(), 32);
+    // Answering frees the streams: the waiting calls go on.
+    let replies: Vec<Reply> = rec
+        .replies
+        .lock()
+        .unwrap()
+        .drain()
+        .map(|(_, r)| r)
+        .collect();
+    for reply in replies {
+        assert!(reply.send(Answer::new(code::OK, 200, "")));
+    }
+    until("the other 8", || rec.replies.lock().unwrap().len() == 8).await;
+    for reply in rec.replies.lock().unwrap().drain().map(|(_, r)| r) {
+        assert!(reply.send(Answer::new(code::OK, 200, "")));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), code::OK);
+    }
+}
