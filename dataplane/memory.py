@@ -4,9 +4,9 @@ A tier-1 pod has a memory limit, and load must never push the data plane over
 it (the kernel would OOM-kill it and every queued span would be lost). So every
 byte the data plane buffers is charged to one :class:`MemoryBudget`:
 
-- requests being received and split (the receivers charge them on arrival,
-  twice their size: the request and its parts exist together until the parts
-  are queued);
+- requests being received and split (the native receivers charge them on
+  their own threads: an HTTP body before it is read, a gRPC message once read;
+  the request and its parts exist together until the parts are queued);
 - batches in every sending queue, waiting or being exported;
 - batches re-routed after their backend left, and orphans waiting for a backend.
 
