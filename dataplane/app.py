@@ -119,7 +119,7 @@ class DataPlane:
         if self.grpc is not None:
             receivers.append(self.grpc.stop(grace=drain))
         if self.http is not None:
-            receivers.append(self.http.stop())  # its shutdown_timeout is the drain timeout
+            receivers.append(self.http.stop(grace=drain))
         try:
             # Both receivers stop at once, each giving in-flight requests at most the deadline.
             await asyncio.wait_for(asyncio.gather(*receivers), max(0.0, deadline - time.monotonic()) + 0.5)

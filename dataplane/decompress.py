@@ -1,19 +1,23 @@
-"""HTTP request bodies, decompressed as the collector's OTLP/HTTP receiver does.
+"""Request bodies, decompressed as the collector's OTLP receivers do (natively).
 
-The ``Content-Encoding`` header names the encoding; the ones OTLP clients use
-are all accepted, with the same framing the collector accepts:
+The receivers decode bodies in the native extension (``dataplane/native``,
+``src/server/decompress.rs``) without the interpreter lock; this module is its
+Python face, for tools and tests. The ``Content-Encoding`` (HTTP) or
+``grpc-encoding`` (gRPC) value names the encoding:
 
-==========  ============================================================  ===========
-encoding    framing                                                       library
-==========  ============================================================  ===========
-gzip        every member of a multi-member body (RFC 1952), like Go's     zlib
-            ``gzip.Reader``
-deflate     a zlib stream (RFC 1950), as HTTP defines ``deflate``         zlib
-zstd        every frame of a multi-frame body                             zstandard
-snappy      the block format the collector's exporters send, or the      cramjam
+==========  ============================================================
+encoding    framing
+==========  ============================================================
+gzip        every member of a multi-member body (RFC 1952), like Go's
+            ``gzip.Reader`` (also ``x-gzip``)
+deflate     a zlib stream (RFC 1950), as HTTP defines ``deflate``
+            (also ``zlib``)
+zstd        every frame of a multi-frame body
+snappy      the block format the collector's HTTP exporter sends, or the
             framing format (stream identifier ``\\xff\\x06\\0\\0sNaPpY``)
-identity    the body as it is (also an absent or empty header)            --
-==========  ============================================================  ===========
+            its gRPC exporter sends (also ``x-snappy-framed``)
+identity    the body as it is (also an absent or empty header)
+==========  ============================================================
 
 A body is decoded completely or refused, never cut short::
 
@@ -32,10 +36,7 @@ A body is decoded completely or refused, never cut short::
 
 from __future__ import annotations
 
-import zlib
-
-import cramjam
-import zstandard
+from . import _native
 
 __all__ = [
     "ENCODINGS",
@@ -65,126 +66,17 @@ class BodyTooLargeError(DecompressError):
     """The decompressed body exceeds the limit (HTTP 413)."""
 
 
+_ERRORS: dict[str, type[DecompressError]] = {
+    "unsupported": UnsupportedEncodingError,
+    "corrupt": CorruptBodyError,
+    "too_large": BodyTooLargeError,
+}
+
+
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """The decoded body for a ``Content-Encoding`` value (case and spaces ignored)."""
-    name = encoding.strip().lower()
-    if name in ("", "identity"):
-        return body
-    decoder = _DECODERS.get(name)
-    if decoder is None:
-        raise UnsupportedEncodingError(f"unsupported Content-Encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
-    out = decoder(body, limit)
-    if len(out) > limit:
-        raise _too_large(limit)
-    return out
-
-
-def _too_large(limit: int) -> BodyTooLargeError:
-    return BodyTooLargeError(f"decompressed body exceeds the limit of {limit} bytes")
-
-
-def _zlib_members(body: bytes, limit: int, wbits: int, what: str, multi: bool) -> bytes:
-    out = bytearray()
-    rest = body
-    while True:
-        stream = zlib.decompressobj(wbits)
-        try:
-            # max_length is at least 1 here (0 would mean "no limit").
-            out += stream.decompress(rest, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise CorruptBodyError(f"cannot decompress {what} body: {exc}") from None
-        if len(out) > limit or stream.unconsumed_tail:
-            raise _too_large(limit)
-        if not stream.eof:
-            raise CorruptBodyError(f"truncated {what} body: it ends inside a compressed stream")
-        rest = stream.unused_data
-        if not rest:
-            return bytes(out)
-        if not multi:
-            raise CorruptBodyError(f"{len(rest)} unexpected byte(s) after the end of the {what} stream")
-
-
-def _gzip(body: bytes, limit: int) -> bytes:
-    return _zlib_members(body, limit, 16 + zlib.MAX_WBITS, "gzip", multi=True)
-
-
-def _deflate(body: bytes, limit: int) -> bytes:
-    return _zlib_members(body, limit, zlib.MAX_WBITS, "deflate", multi=False)
-
-
-def _zstd(body: bytes, limit: int) -> bytes:
-    dctx = zstandard.ZstdDecompressor()
+    """The decoded body for an encoding name (case and spaces ignored), at most ``limit`` bytes."""
     try:
-        # First a bounded read across every frame: a bomb stops at limit + 1 bytes...
-        with dctx.stream_reader(body, read_across_frames=True) as reader:
-            if len(reader.read(limit + 1)) > limit:
-                raise _too_large(limit)
-        # ...then, knowing the output is small, decode frame by frame to catch a truncated
-        # last frame (the stream reader ends quietly there) and trailing bytes.
-        out = bytearray()
-        rest = body
-        while rest:
-            frame = dctx.decompressobj()
-            out += frame.decompress(rest)
-            if not frame.eof:
-                raise CorruptBodyError("truncated zstd body: it ends inside a frame")
-            rest = frame.unused_data
-    except zstandard.ZstdError as exc:
-        raise CorruptBodyError(f"cannot decompress zstd body: {exc}") from None
-    return bytes(out)
-
-
-_SNAPPY_STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
-
-
-def _snappy(body: bytes, limit: int) -> bytes:
-    framed = body.startswith(_SNAPPY_STREAM_ID)
-    declared = _snappy_framed_length(body) if framed else _snappy_block_length(body)
-    if declared > limit:
-        raise _too_large(limit)
-    try:
-        out = cramjam.snappy.decompress(body) if framed else cramjam.snappy.decompress_raw(body)
-    except cramjam.DecompressionError as exc:
-        raise CorruptBodyError(f"cannot decompress snappy body: {exc}") from None
-    return bytes(out)
-
-
-def _uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < end and shift < 35:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-    raise CorruptBodyError("cannot decompress snappy body: bad length preamble")
-
-
-def _snappy_block_length(body: bytes) -> int:
-    """The decoded length a snappy block declares in its preamble."""
-    return _uvarint(body, 0, len(body))[0]
-
-
-def _snappy_framed_length(body: bytes) -> int:
-    """The decoded length of a snappy framed stream: the sum its chunks declare."""
-    total = 0
-    pos = 0
-    end = len(body)
-    while pos < end:
-        if end - pos < 4:
-            raise CorruptBodyError("truncated snappy body: it ends inside a chunk header")
-        kind = body[pos]
-        size = int.from_bytes(body[pos + 1 : pos + 4], "little")
-        start = pos + 4
-        pos = start + size
-        if pos > end:
-            raise CorruptBodyError("truncated snappy body: it ends inside a chunk")
-        if kind == 0x00:  # compressed data: 4-byte checksum, then a snappy block
-            total += _uvarint(body, start + 4, pos)[0]
-        elif kind == 0x01:  # uncompressed data: 4-byte checksum, then the bytes
-            total += size - 4
-    return total
-
-
-_DECODERS = {"gzip": _gzip, "x-gzip": _gzip, "deflate": _deflate, "zstd": _zstd, "snappy": _snappy}
+        return _native.decompress(body, encoding, limit)
+    except _native.DecompressFailure as exc:
+        kind, message = exc.args
+        raise _ERRORS[kind](message) from None

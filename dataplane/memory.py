@@ -4,9 +4,9 @@ A tier-1 pod has a memory limit, and load must never push the data plane over
 it (the kernel would OOM-kill it and every queued span would be lost). So every
 byte the data plane buffers is charged to one :class:`MemoryBudget`:
 
-- requests being received and split (the receivers charge them on arrival,
-  twice their size: the request and its parts exist together until the parts
-  are queued);
+- requests being received and split (the native receivers charge them on
+  their own threads: an HTTP body before it is read, a gRPC message once read;
+  the request and its parts exist together until the parts are queued);
 - batches in every sending queue, waiting or being exported;
 - batches re-routed after their backend left, and orphans waiting for a backend.
 
@@ -32,6 +32,8 @@ import ctypes
 import ctypes.util
 import logging
 from pathlib import Path
+
+from . import _native
 
 log = logging.getLogger("ringleader.memory")
 
@@ -100,13 +102,17 @@ def resident_bytes() -> int:
 
 
 class MemoryBudget:
-    """Bytes of buffered data: charged on admission, released when delivered or dropped."""
+    """Bytes of buffered data: charged on admission, released when delivered or dropped.
+
+    The account itself is native and atomic (``dataplane._native.Budget``): the receivers
+    charge requests on the data path's threads without the interpreter lock, Python's
+    admission and queues through this class.
+    """
 
     def __init__(self, data_limit: int, total: int = 0) -> None:
-        self.data_limit = max(1, data_limit)
+        self.native = _native.Budget(max(1, data_limit))
+        self.data_limit = self.native.data_limit
         self.total = total
-        self._used = 0
-        self.peak = 0
 
     @classmethod
     def for_process(cls, total: int) -> MemoryBudget:
@@ -137,26 +143,24 @@ class MemoryBudget:
 
     @property
     def used(self) -> int:
-        return self._used
+        return self.native.used
+
+    @property
+    def peak(self) -> int:
+        return self.native.peak
 
     def has_room(self, nbytes: int) -> bool:
-        return self._used + nbytes <= self.data_limit
+        return self.native.has_room(nbytes)
 
     def try_charge(self, nbytes: int) -> bool:
         """Charge ``nbytes`` if they fit; False (nothing charged) when they do not."""
-        if self._used + nbytes > self.data_limit:
-            return False
-        self.charge(nbytes)
-        return True
+        return self.native.try_charge(nbytes)
 
     def charge(self, nbytes: int) -> None:
         """Charge without a check: for data already accepted that only moves."""
-        self._used += nbytes
-        if self._used > self.peak:
-            self.peak = self._used
+        self.native.charge(nbytes)
 
     def release(self, nbytes: int) -> None:
-        self._used -= nbytes
-        if self._used < 0:  # an accounting bug must not make the budget grow
-            log.error("memory budget released %d bytes more than it held", -self._used)
-            self._used = 0
+        excess = self.native.release(nbytes)
+        if excess:  # an accounting bug must not make the budget grow: the account stops at 0
+            log.error("memory budget released %d bytes more than it held", excess)

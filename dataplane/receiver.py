@@ -13,19 +13,30 @@ larger than the configured limit             RESOURCE_EXHAUSTED   413
 one item larger than the export size limit   RESOURCE_EXHAUSTED   413
 queue full, no backends, export failed       UNAVAILABLE          503 + Retry-After
 signal not enabled in the config             UNIMPLEMENTED        404
-unsupported content type / encoding          --                   415
+unsupported content type / encoding          UNIMPLEMENTED        415
 ===========================================  ===================  ==========
 
 Each refusal is counted in ``ringleader_items_refused_total{reason}`` (and
 ``ringleader_requests_refused_total``) and logged at debug level; the process
 keeps serving.
 
+The transport is native (``dataplane/native``, ``src/server``): hyper serves
+HTTP/2 (gRPC, h2c) and HTTP/1.1 or h2c (OTLP/HTTP) on the data path's own
+threads, reads, decompresses (identity, gzip, deflate, zstd, snappy: over gRPC
+too) and checks size limits and the memory budget without the interpreter lock.
+A request that passes those checks is handed to this module once (one copy into
+``bytes``), on the asyncio loop, as a ``_native.Call``; :class:`Intake` routes it
+and the answer goes back with ``call.respond``. Refusals the transport decides
+itself (``too_large``, ``unsupported_media_type``, ``unsupported_encoding``,
+``malformed`` compressed bodies, ``memory_limit``) are answered natively and
+counted here, like every other refusal.
+
 When the client gives up, the work on its request stops: a gRPC client's
-deadline (``grpc-timeout``) bounds every export made on its behalf and grpcio
-cancels the handler when it passes; an HTTP client that disconnects cancels its
-handler. Such requests are counted as refused with reason ``deadline_exceeded``
-or ``client_cancelled``. A request that was admitted but whose client was gone
-before the answer reached it is counted in
+deadline (``grpc-timeout``) bounds every export made on its behalf and the
+handler is cancelled when it passes; an HTTP client that disconnects (or a gRPC
+client that resets its stream) cancels its handler. Such requests are counted as
+refused with reason ``deadline_exceeded`` or ``client_cancelled``. A request that
+was admitted but whose client was gone before the answer reached it is counted in
 ``ringleader_items_at_least_once_total{reason="late_answer"}``: the client
 will probably send it again.
 """
@@ -34,42 +45,44 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import enum
 import json
 import logging
 import time
 from typing import Any
 
-import grpc
-from aiohttp import web
 from google.protobuf import json_format
 
+from . import _native
 from .balancer import LoadBalancer, RefusedError
 from .config_model import GRPCReceiverConfig, HTTPReceiverConfig
-from .decompress import BodyTooLargeError, DecompressError, UnsupportedEncodingError, decompress
-from .exporter import METHODS
 from .hostport import listen_address
 from .routing import REQUEST_TYPES, InvalidRequestError, count_items
 from .telemetry import Telemetry
-from .wire import MalformedError, encode_varint
+from .wire import MalformedError
 
 log = logging.getLogger("ringleader.receiver")
 
 HTTP_PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metrics"}
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
-# gRPC status codes as numbers, for google.rpc.Status bodies.
-_CODE_NUMBERS = {
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "RESOURCE_EXHAUSTED": 8,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-}
+
+class Code(enum.IntEnum):
+    """gRPC status codes the receivers answer with (also in google.rpc.Status bodies)."""
+
+    OK = 0
+    CANCELLED = 1
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    RESOURCE_EXHAUSTED = 8
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
 
 
 class _Refusal(Exception):
-    def __init__(self, reason: str, code: grpc.StatusCode, http: int, message: str) -> None:
+    def __init__(self, reason: str, code: Code, http: int, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.code = code
@@ -115,7 +128,7 @@ class Intake:
             # blindly by SDKs), the refusal is counted and the traceback logged; serving goes on.
             log.exception("internal error while handling a %s request", signal)
             self._refuse(signal, "internal_error", count_items(signal, data), repr(exc), transport)
-            raise _Refusal("internal_error", grpc.StatusCode.INTERNAL, 500, f"internal error: {exc!r}") from None
+            raise _Refusal("internal_error", Code.INTERNAL, 500, f"internal error: {exc!r}") from None
 
     def answer_too_late(self, signal: str, items: int, transport: str) -> None:
         """The request was admitted but its client was gone before the answer: it will likely resend."""
@@ -132,15 +145,15 @@ class Intake:
                 f"{signal} are not enabled in this data plane",
                 transport,
             )
-            raise _Refusal("signal_disabled", grpc.StatusCode.UNIMPLEMENTED, 404, f"{signal} are not enabled")
+            raise _Refusal("signal_disabled", Code.UNIMPLEMENTED, 404, f"{signal} are not enabled")
         try:
             route, split = self.balancer.split(signal, data)
         except MalformedError as exc:
             self._refuse(signal, "malformed", None, str(exc), transport)
-            raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, f"malformed request: {exc}") from None
+            raise _Refusal("malformed", Code.INVALID_ARGUMENT, 400, f"malformed request: {exc}") from None
         except InvalidRequestError as exc:
             self._refuse(signal, exc.reason, count_items(signal, data), str(exc), transport)
-            raise _Refusal(exc.reason, grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None
+            raise _Refusal(exc.reason, Code.INVALID_ARGUMENT, 400, str(exc)) from None
         if split.missing_keys:
             key = self.balancer.splitters[signal].key
             self.telemetry.items_missing_key.labels(signal=signal, key=key).inc(split.missing_keys)
@@ -151,108 +164,159 @@ class Intake:
             if exc.retryable:
                 # A wait for room that ran into the client's deadline answers what the client's own timer says.
                 late = exc.reason == "deadline_exceeded"
-                status = grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.UNAVAILABLE
+                status = Code.DEADLINE_EXCEEDED if late else Code.UNAVAILABLE
                 raise _Refusal(exc.reason, status, 503, str(exc)) from None
-            code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
-            http = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.RESOURCE_EXHAUSTED: 413}.get(code, 500)
+            code = Code.__members__.get(exc.code, Code.INTERNAL)
+            http = {Code.INVALID_ARGUMENT: 400, Code.RESOURCE_EXHAUSTED: 413}.get(code, 500)
             raise _Refusal(exc.reason, code, http, str(exc)) from None
         self._received[(signal, transport)].inc(split.items)
         return split.items
-
-    def hold(self, signal: str, nbytes: int, data: bytes | None = None) -> None:
-        """Charge a request being received to the memory budget, or refuse it (``memory_limit``).
-
-        Release it with :meth:`let_go` once the request is handled.
-        """
-        budget = self.balancer.budget
-        if not budget.try_charge(nbytes):
-            message = (
-                f"memory budget exhausted ({budget.used >> 20} of {budget.data_limit >> 20} MiB of buffered data "
-                "in use); retry later"
-            )
-            self._refuse(signal, "memory_limit", count_items(signal, data) if data is not None else 0, message)
-            raise _Refusal("memory_limit", grpc.StatusCode.UNAVAILABLE, 503, message)
-
-    def let_go(self, nbytes: int) -> None:
-        self.balancer.budget.release(nbytes)
-
-    def refuse_too_large(self, signal: str, size: int, limit: int) -> _Refusal:
-        message = f"request of {size} bytes exceeds the limit of {limit} bytes"
-        self._refuse(signal, "too_large", None, message)
-        return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, message)
 
     def _refuse(self, signal: str, reason: str, items: int | None, detail: str, transport: str = "") -> None:
         self.telemetry.record_refused(signal, reason, items, detail, transport)
 
 
-# --------------------------------------------------------------------------- gRPC -----
+# --------------------------------------------------------------------------- receivers -----
 
 MAX_STREAMS_PER_CONNECTION = 32
-"""Calls one client connection may have in progress (HTTP/2 MAX_CONCURRENT_STREAMS)."""
+"""Calls one gRPC client connection may have in progress (HTTP/2 MAX_CONCURRENT_STREAMS;
+the native ``server::MAX_STREAMS_PER_CONNECTION``)."""
+
+_ABORT_AFTER_GRACE = 1.0
+"""Seconds the native side keeps connections after the grace, so that the answers to the
+requests cancelled at its end still reach their clients."""
 
 
-class GRPCReceiver:
-    """OTLP/gRPC: the three Export services, taking raw request bytes."""
+class _NativeReceiver:
+    """One native listener and the tasks handling the calls it hands over."""
 
-    def __init__(self, intake: Intake, cfg: GRPCReceiverConfig) -> None:
+    transport = ""
+
+    def __init__(self, intake: Intake, endpoint: str, limit: int) -> None:
         self._intake = intake
-        self._cfg = cfg
-        # Let grpc accept somewhat more than the limit so that oversize requests reach us and
-        # are counted; beyond this hard cap grpc itself refuses them (RESOURCE_EXHAUSTED).
-        hard_cap = max(2 * cfg.max_recv_msg_size, cfg.max_recv_msg_size + (1 << 20))
-        # gRPC reads a whole message before the handler can refuse it (then it is charged to the memory
-        # budget, and refused if it does not fit). Limit the calls one connection may have in progress so
-        # that a client cannot make gRPC buffer unboundedly many; further calls wait in the client, with no
-        # error. (grpc's maximum_concurrent_rpcs would answer RESOURCE_EXHAUSTED, which OTLP clients
-        # without RetryInfo treat as permanent, and which could not be counted here.)
-        self.max_streams_per_connection = MAX_STREAMS_PER_CONNECTION
-        self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", hard_cap),
-                ("grpc.max_send_message_length", 4 << 20),
-                ("grpc.so_reuseport", 0),
-                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
-            ]
-        )
-        for signal, method in METHODS.items():
-            service, _, name = method[1:].rpartition("/")
-            handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
-            self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {name: handler}),))
-        self.port = self.server.add_insecure_port(cfg.endpoint)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {cfg.endpoint} for OTLP/gRPC")
-
-    def _handler(self, signal: str) -> Any:
-        intake = self._intake
-        limit = self._cfg.max_recv_msg_size
-
-        async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-            try:
-                if len(request) > limit:
-                    raise intake.refuse_too_large(signal, len(request), limit)
-                remaining = context.time_remaining()
-                deadline = None if remaining is None else time.monotonic() + remaining
-                intake.hold(signal, len(request), request)
-                try:
-                    items = await intake.accept(signal, request, "grpc", deadline)
-                finally:
-                    intake.let_go(len(request))
-                if deadline is not None and time.monotonic() >= deadline:
-                    intake.answer_too_late(signal, items, "grpc")
-            except _Refusal as refusal:
-                await context.abort(refusal.code, str(refusal))
-            return b""  # an empty Export*ServiceResponse: full success
-
-        return export
+        self._endpoint = endpoint
+        self._limit = limit
+        self._native: _native.Receiver | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.port = 0
 
     async def start(self) -> None:
-        await self.server.start()
+        host, port = listen_address(self._endpoint)
+        self._loop = asyncio.get_running_loop()
+        self._native = _native.Receiver(
+            self.transport,
+            host,
+            port,
+            self._limit,
+            self._intake.balancer.budget.native,
+            self._loop,
+            self._on_request,
+            self._on_cancel,
+            self._on_refused,
+        )
+        self.port = self._native.port
 
     async def stop(self, grace: float) -> None:
-        await self.server.stop(grace)
+        """Stop listening now; in-flight requests get ``grace`` seconds, then are cancelled."""
+        receiver, loop = self._native, self._loop
+        if receiver is None or loop is None:
+            return
+        self._native = None
+        stopped: asyncio.Future[None] = loop.create_future()
+
+        def on_stopped() -> None:
+            if not stopped.done():
+                stopped.set_result(None)
+
+        receiver.stop(grace + _ABORT_AFTER_GRACE, on_stopped)
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()  # counted shutting_down by Intake.accept
+            await asyncio.gather(*late, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopped, _ABORT_AFTER_GRACE + 1.0)
+
+    def _on_request(self, call: _native.Call) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._serve(call))
+        self._tasks[call.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(call.id, None))
+
+    def _on_cancel(self, call_id: int) -> None:
+        """The client went away (or its deadline passed) before the answer."""
+        task = self._tasks.get(call_id)
+        if task is not None and self._loop is not None:
+            # Scheduled, not at once: the task's first step (into Intake.accept, which counts the
+            # cancellation) is already queued; a task cancelled before it starts counts nothing.
+            self._loop.call_soon(task.cancel)
+
+    def _on_refused(self, signal: str, transport: str, reason: str, detail: str, data: bytes | None) -> None:
+        items = None if data is None else count_items(signal, data)
+        self._intake.telemetry.record_refused(signal, reason, items, detail)
+
+    async def _serve(self, call: _native.Call) -> None:
+        signal, transport = call.signal, call.transport
+        timeout = call.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            data = call.data
+            if call.is_json:
+                try:
+                    data = otlp_json_to_protobuf(signal, data)
+                except MalformedError as exc:
+                    self._intake.telemetry.record_refused(signal, "malformed", None, str(exc))
+                    raise _Refusal("malformed", Code.INVALID_ARGUMENT, 400, str(exc)) from None
+            items = await self._intake.accept(signal, data, transport, deadline)
+        except _Refusal as refusal:
+            call.respond(refusal.code, refusal.http, str(refusal))
+            return
+        except asyncio.CancelledError:
+            # The client is gone (nobody to answer) or the shutdown grace ended: it may retry.
+            call.respond(Code.UNAVAILABLE, 503, "the data plane is shutting down; retry")
+            raise
+        if not call.respond(Code.OK, 200, ""):
+            self._intake.answer_too_late(signal, items, transport)
 
 
-# --------------------------------------------------------------------------- HTTP -----
+class GRPCReceiver(_NativeReceiver):
+    """OTLP/gRPC: the three Export services (h2c), taking raw request bytes.
+
+    A message is refused (RESOURCE_EXHAUSTED, ``too_large``) once its header declares more
+    than ``max_recv_msg_size``, before any of it is read; decompressed, it is held to the
+    same limit. It is charged to the memory budget once read (UNAVAILABLE, ``memory_limit``).
+    One connection may have :data:`MAX_STREAMS_PER_CONNECTION` calls in progress; further
+    calls wait in the client, with no error.
+    """
+
+    transport = "grpc"
+
+    def __init__(self, intake: Intake, cfg: GRPCReceiverConfig) -> None:
+        super().__init__(intake, cfg.endpoint, cfg.max_recv_msg_size)
+        self.max_streams_per_connection = MAX_STREAMS_PER_CONNECTION
+
+
+class HTTPReceiver(_NativeReceiver):
+    """OTLP/HTTP: POST /v1/traces, /v1/logs, /v1/metrics with protobuf or JSON bodies.
+
+    The body is charged to the memory budget before it is read (an estimate from its
+    Content-Length, corrected once decoded); ``shutdown_timeout`` is the default grace of
+    :meth:`stop`.
+    """
+
+    transport = "http"
+
+    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig, shutdown_timeout: float = 60.0) -> None:
+        super().__init__(intake, cfg.endpoint, cfg.max_request_body_size)
+        self._shutdown_timeout = shutdown_timeout
+
+    async def stop(self, grace: float | None = None) -> None:
+        await super().stop(self._shutdown_timeout if grace is None else grace)
+
+
+# --------------------------------------------------------------------------- OTLP/JSON -----
 
 
 def otlp_json_to_protobuf(signal: str, body: bytes) -> bytes:
@@ -285,138 +349,3 @@ def _hex_ids_to_base64(node: Any) -> None:
     elif isinstance(node, list):
         for item in node:
             _hex_ids_to_base64(item)
-
-
-def _status_body(code: int, message: str, as_json: bool) -> bytes:
-    """A google.rpc.Status, the error body OTLP/HTTP specifies."""
-    if as_json:
-        return json.dumps({"code": code, "message": message}).encode()
-    text = message.encode()
-    return b"\x08" + encode_varint(code) + b"\x12" + encode_varint(len(text)) + text
-
-
-def _decompress_refusal(exc: DecompressError) -> _Refusal:
-    if isinstance(exc, UnsupportedEncodingError):
-        return _Refusal("unsupported_encoding", grpc.StatusCode.INVALID_ARGUMENT, 415, str(exc))
-    if isinstance(exc, BodyTooLargeError):
-        return _Refusal("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 413, str(exc))
-    return _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc))
-
-
-def _refusal_body(refusal: _Refusal, as_json: bool) -> bytes:
-    return _status_body(_CODE_NUMBERS.get(refusal.code.name, 13), str(refusal), as_json)
-
-
-class HTTPReceiver:
-    """OTLP/HTTP: POST /v1/traces, /v1/logs, /v1/metrics with protobuf or JSON bodies."""
-
-    def __init__(self, intake: Intake, cfg: HTTPReceiverConfig, shutdown_timeout: float = 60.0) -> None:
-        self._intake = intake
-        self._cfg = cfg
-        self._shutdown_timeout = shutdown_timeout
-        self.app = web.Application(client_max_size=cfg.max_request_body_size)
-        for path in HTTP_PATHS:
-            self.app.router.add_post(path, self._handle)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        host, port = listen_address(self._cfg.endpoint)
-        # aiohttp would inflate gzip/deflate bodies itself, unbounded: leave it to
-        # dataplane.decompress, which is bounded by the size limit and knows zstd and snappy too.
-        # handler_cancellation: a client that disconnects cancels its handler, and with it the exports
-        # made on its behalf (without a sending queue) or its wait for room (block_on_overflow).
-        # shutdown_timeout: how long stop() lets in-flight requests finish before cancelling them.
-        self._runner = web.AppRunner(
-            self.app,
-            access_log=None,
-            handle_signals=False,
-            auto_decompress=False,
-            handler_cancellation=True,
-            shutdown_timeout=self._shutdown_timeout,
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-
-    async def stop(self) -> None:
-        """Stop listening; in-flight requests get up to ``shutdown_timeout``, then are cancelled."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @staticmethod
-    def _refusal_response(refusal: _Refusal, as_json: bool) -> web.Response:
-        headers = {"Retry-After": "1"} if refusal.http == 503 else {}
-        return web.Response(
-            status=refusal.http,
-            body=_refusal_body(refusal, as_json),
-            content_type="application/json" if as_json else "application/x-protobuf",
-            headers=headers,
-        )
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        signal = HTTP_PATHS[request.path]
-        content_type = request.content_type
-        as_json = content_type == "application/json"
-        limit = self._cfg.max_request_body_size
-        try:
-            if content_type not in ("application/x-protobuf", "application/json"):
-                self._intake.telemetry.record_refused(signal, "unsupported_media_type", None, content_type)
-                raise _Refusal(
-                    "unsupported_media_type",
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    415,
-                    f"unsupported Content-Type {content_type!r}",
-                )
-            if request.content_length is not None and request.content_length > limit:
-                raise self._intake.refuse_too_large(signal, request.content_length, limit)
-            # The body and what it becomes (decompressed up to the limit; JSON parsed into objects;
-            # the parts) are charged before it is read: a request that does not fit is refused unread.
-            encoded = request.headers.get("Content-Encoding", "").lower().strip() not in ("", "identity")
-            length = request.content_length
-            # (an estimate for compressed and JSON bodies, corrected once they are decoded)
-            held = [2 * limit] if length is None else [(4 if as_json or encoded else 2) * length]
-            self._intake.hold(signal, held[0])
-        except _Refusal as refusal:
-            return self._refusal_response(refusal, as_json)
-        try:
-            return await self._handle_held(request, signal, as_json, limit, held)
-        finally:
-            self._intake.let_go(held[0])
-
-    async def _handle_held(
-        self, request: web.Request, signal: str, as_json: bool, limit: int, held: list[int]
-    ) -> web.StreamResponse:
-        try:
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise self._intake.refuse_too_large(signal, limit + 1, limit) from None
-            try:
-                body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
-                data = otlp_json_to_protobuf(signal, body) if as_json else body
-            except DecompressError as exc:
-                refusal = _decompress_refusal(exc)
-                self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
-                raise refusal from None
-            except MalformedError as exc:
-                self._intake.telemetry.record_refused(signal, "malformed", None, str(exc))
-                raise _Refusal("malformed", grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc)) from None
-            except _Refusal as refusal:
-                self._intake.telemetry.record_refused(signal, refusal.reason, None, str(refusal))
-                raise
-            needed = len(body) + 2 * len(data)  # the decoded body, the request and its parts
-            if needed > held[0]:
-                self._intake.hold(signal, needed - held[0])
-                held[0] = needed
-            items = await self._intake.accept(signal, data, "http")
-            if request.transport is None or request.transport.is_closing():
-                self._intake.answer_too_late(signal, items, "http")
-        except _Refusal as refusal:
-            return self._refusal_response(refusal, as_json)
-        if as_json:
-            return web.Response(body=b"{}", content_type="application/json")
-        return web.Response(body=b"", content_type="application/x-protobuf")

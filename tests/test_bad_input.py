@@ -265,7 +265,7 @@ def test_requests_over_the_size_limit_are_resource_exhausted_or_413(
     counters = Counters(dp)
     big_spans = _ids(1000)
     big = trace_request(big_spans)
-    assert LIMIT < len(big) < 2 * LIMIT  # over our limit, under grpc's own hard cap
+    assert LIMIT < len(big) < 2 * LIMIT  # just over the limit
     code, details = grpc_export(dp.grpc_endpoint, "traces", big)
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
     status, _, reply = http_post(f"{dp.http_endpoint}/v1/traces", big)
@@ -277,9 +277,11 @@ def test_requests_over_the_size_limit_are_resource_exhausted_or_413(
     status, _, _ = http_post(f"{dp.http_endpoint}/v1/traces", bomb, headers={"Content-Encoding": "gzip"})
     assert status == 413
     assert counters.delta("requests") == {"too_large": 3}
-    # Far beyond the limit grpc itself refuses the message before the handler sees it.
+    # Far beyond the limit too: refused from the message's header, before its body is read, and counted
+    # (grpcio refused these itself, uncounted).
     code, _ = grpc_export(dp.grpc_endpoint, "traces", b"\x0a" + b"\x00" * (3 << 20))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert counters.delta("requests") == {"too_large": 4}
     _assert_serves(dp, sinks)
     _assert_none_delivered(sinks, big_spans)
 

@@ -34,3 +34,12 @@ impl LoopHandle {
         }
     }
 }
+
+impl LoopHandle {
+    /// Another handle to the same loop (it takes the interpreter lock to copy the reference).
+    pub fn clone_handle(&self) -> LoopHandle {
+        Python::attach(|py| LoopHandle {
+            call_soon_threadsafe: self.call_soon_threadsafe.clone_ref(py),
+        })
+    }
+}

@@ -8,9 +8,14 @@
 //! the extension module `dataplane._native` so property tests can compare it with the
 //! reference decode splitter, and `e2e/bench_native.py` measures it.
 //!
+//! The OTLP receivers (`server`: gRPC and HTTP on hyper, bounded decompression) and the
+//! memory budget they charge (`budget`) serve the running data plane: `py_server` hands each
+//! request that passed the transport's checks to Python's asyncio loop.
+//!
 //! Without the `python` feature the crate is plain Rust: `cargo test` and `cargo clippy`
 //! need neither libpython nor pyo3.
 
+pub mod budget;
 pub mod client;
 pub mod keys;
 pub mod ring;
