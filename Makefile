@@ -28,7 +28,7 @@ venv: $(STAMP)
 RINGLEADER_CACHE ?= $(HOME)/.cache/ringleader
 export CARGO_TARGET_DIR ?= $(RINGLEADER_CACHE)/cargo/target
 CRATE        := dataplane/native
-CRATE_SRC    := $(CRATE)/Cargo.toml $(CRATE)/Cargo.lock $(wildcard $(CRATE)/src/*.rs)
+CRATE_SRC    := $(CRATE)/Cargo.toml $(CRATE)/Cargo.lock $(wildcard $(CRATE)/src/*.rs $(CRATE)/src/*/*.rs)
 NATIVE_STAMP := $(VENV)/.native-$(shell cat $(CRATE_SRC) 2>/dev/null | cksum | cut -d' ' -f1)
 
 cargo:
