@@ -402,11 +402,61 @@ def test_a_wrong_ca_fails_with_unavailable_and_sends_nothing(certs: Certs) -> No
         b.server.stop(None)
 
 
-def test_a_malformed_ca_is_refused_when_the_client_is_made(tmp_path: Path) -> None:
+def test_the_authority_names_the_server_to_verify(certs: Certs) -> None:
+    """Connecting by IP with ``authority: tier2.test``: TLS checks the certificate against the authority."""
+    b = _tls_backend(certs, require_client_auth=False)
+    try:
+        cfg = OTLPExporterConfig(tls=TLSConfig(ca_file=str(certs.ca)), authority="tier2.test:4317")
+        assert _export(b.endpoint, cfg, _request(2), 2).accepted == 2
+        cfg = OTLPExporterConfig(tls=TLSConfig(ca_file=str(certs.ca)), authority="elsewhere.test:4317")
+        err = _error(b.endpoint, cfg, _request(2))
+        assert (err.code, err.retryable) == ("UNAVAILABLE", True)
+        assert len(b.requests) == 1
+    finally:
+        b.server.stop(None)
+
+
+def test_reload_interval_reads_a_rotated_ca_file_for_new_connections(tmp_path: Path, certs: Certs) -> None:
+    b = _tls_backend(certs, require_client_auth=False)
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(certs.other_ca.read_bytes())  # the wrong CA first: the handshake fails
+
+    async def run() -> int:
+        cfg = OTLPExporterConfig(tls=TLSConfig(ca_file=str(ca), reload_interval=3600.0), timeout=5.0)
+        client = BackendClient(b.endpoint, cfg, Telemetry())
+        failures = 0
+        try:
+            with pytest.raises(ExportError):
+                await client.export("traces", _request(1), 1)
+            ca.write_bytes(certs.ca.read_bytes())  # rotated: the next connection attempt reads it
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    await client.export("traces", _request(1), 1)
+                    return failures
+                except ExportError as exc:
+                    assert exc.code == "UNAVAILABLE" and time.monotonic() < deadline, exc
+                    failures += 1
+                    await asyncio.sleep(0.2)  # reconnect backoff runs meanwhile (250 ms .. 5 s)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+    assert len(b.requests) == 1
+    b.server.stop(None)
+
+
+def test_a_malformed_ca_fails_exports_with_unavailable_naming_it(tmp_path: Path, certs: Certs) -> None:
     bad = tmp_path / "ca.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
-    with pytest.raises(ValueError, match="CA certificates"):
-        BackendClient("127.0.0.1:4317", OTLPExporterConfig(tls=TLSConfig(ca_file=str(bad))), Telemetry())
+    b = _tls_backend(certs, require_client_auth=False)
+    try:
+        err = _error(b.endpoint, OTLPExporterConfig(tls=TLSConfig(ca_file=str(bad))), _request(1))
+        assert (err.code, err.retryable) == ("UNAVAILABLE", True)
+        assert "CA certificates" in str(err)
+        assert b.requests == []
+    finally:
+        b.server.stop(None)
 
 
 def test_a_wrong_ca_through_a_running_data_plane_is_retried_and_counted(tmp_path: Path, certs: Certs) -> None:

@@ -137,7 +137,9 @@ impl Channel {
             .ok_or_else(|| format!("endpoint {:?} is not host:port", config.endpoint))?;
         let tls = match &config.tls {
             Some(settings) => {
-                let client = settings.client_config()?;
+                // Unusable TLS files do not stop the channel: every connection attempt fails with
+                // UNAVAILABLE naming the problem (and the files are read again on the next one).
+                let client = settings.client_config().ok();
                 let name = settings.server_name(if config.authority.is_empty() {
                     host
                 } else {
@@ -421,7 +423,7 @@ fn split_host_port(endpoint: &str) -> Option<(&str, u16)> {
 }
 
 type TlsParts = (
-    Arc<tokio_rustls::rustls::ClientConfig>,
+    Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     tokio_rustls::rustls::pki_types::ServerName<'static>,
 );
 
@@ -455,21 +457,26 @@ async fn serve(config: ChannelConfig, mut tls: Option<TlsParts>, tx: &watch::Sen
     let mut backoff = INITIAL_BACKOFF;
     loop {
         publish(tx, State::Connecting);
-        if let (Some(settings), Some(_)) = (&config.tls, config.reload_interval) {
-            // reload_interval: every new connection reads the files again.
-            match settings.client_config() {
-                Ok(fresh) => {
-                    if let Some(parts) = tls.as_mut() {
-                        parts.0 = fresh;
+        if let (Some(settings), Some(parts)) = (&config.tls, tls.as_mut()) {
+            // The files are read again for a new connection with reload_interval, and until
+            // they could be read once.
+            if parts.0.is_none() || config.reload_interval.is_some() {
+                match settings.client_config() {
+                    Ok(fresh) => parts.0 = Some(fresh),
+                    Err(e) if parts.0.is_none() => {
+                        publish(
+                            tx,
+                            State::Failed(Status::new(
+                                Code::Unavailable,
+                                format!("TLS settings for {}: {e}", config.endpoint),
+                            )),
+                        );
+                        sleep(jittered(backoff)).await;
+                        backoff = backoff.mul_f64(BACKOFF_MULTIPLIER).min(MAX_BACKOFF);
+                        continue;
                     }
+                    Err(_) => {} // keep the files read last time
                 }
-                Err(e) => publish(
-                    tx,
-                    State::Failed(Status::new(
-                        Code::Unavailable,
-                        format!("{}: cannot reload the TLS files: {e}", config.endpoint),
-                    )),
-                ),
             }
         }
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect(&config, tls.as_ref())).await;
@@ -569,7 +576,10 @@ async fn connect(
             ))
         }
         Some((client, name)) => {
-            let connector = tokio_rustls::TlsConnector::from(client.clone());
+            let client = client
+                .clone()
+                .ok_or_else(|| unavailable("TLS settings not loaded".into()))?;
+            let connector = tokio_rustls::TlsConnector::from(client);
             let tls_stream = connector
                 .connect(name.clone(), stream)
                 .await
