@@ -644,6 +644,152 @@ mod tests {
         assert!(Channel::open(ChannelConfig::new("nohost")).is_err());
     }
 
+    /// A response body of fixed frames (data, then trailers).
+    struct Frames(std::collections::VecDeque<http_body::Frame<Bytes>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    /// An h2c server answering every request with `answer()`; returns its address.
+    fn server(answer: fn() -> http::Response<Frames>) -> SocketAddr {
+        let rt = crate::runtime::handle();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(answer())
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        addr
+    }
+
+    fn grpc_response(
+        headers: &[(&'static str, &'static str)],
+        data: &[u8],
+        trailers: &[(&'static str, &'static str)],
+    ) -> http::Response<Frames> {
+        let mut frames = std::collections::VecDeque::new();
+        if !data.is_empty() {
+            frames.push_back(http_body::Frame::data(Bytes::copy_from_slice(data)));
+        }
+        if !trailers.is_empty() {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in trailers {
+                map.insert(*k, HeaderValue::from_static(v));
+            }
+            frames.push_back(http_body::Frame::trailers(map));
+        }
+        let mut response = http::Response::new(Frames(frames));
+        for (k, v) in headers {
+            response
+                .headers_mut()
+                .insert(*k, HeaderValue::from_static(v));
+        }
+        response
+    }
+
+    fn call(addr: SocketAddr) -> Result<Vec<u8>, Status> {
+        let channel = Channel::open(ChannelConfig::new(addr.to_string())).unwrap();
+        crate::runtime::handle().block_on(channel.export(
+            "/x.Y/Export",
+            b"request",
+            Some(Duration::from_secs(20)),
+        ))
+    }
+
+    #[test]
+    fn a_non_grpc_http_answer_maps_its_status() {
+        let addr = server(|| {
+            let mut r = grpc_response(&[("content-type", "text/plain")], b"busy", &[]);
+            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            r
+        });
+        assert_eq!(call(addr).unwrap_err().code, Code::Unavailable);
+        let addr = server(|| {
+            let mut r = grpc_response(&[("content-type", "text/html")], b"", &[]);
+            *r.status_mut() = http::StatusCode::NOT_FOUND;
+            r
+        });
+        assert_eq!(call(addr).unwrap_err().code, Code::Unimplemented);
+        let addr = server(|| grpc_response(&[("content-type", "text/html")], b"<html>", &[]));
+        assert_eq!(call(addr).unwrap_err().code, Code::Unknown);
+    }
+
+    #[test]
+    fn a_trailers_only_answer_carries_the_status_in_its_headers() {
+        let addr = server(|| {
+            grpc_response(
+                &[
+                    ("content-type", "application/grpc"),
+                    ("grpc-status", "8"),
+                    ("grpc-message", "too%20big"),
+                    ("grpc-status-details-bin", "CAg"),
+                ],
+                b"",
+                &[],
+            )
+        });
+        let status = call(addr).unwrap_err();
+        assert_eq!(
+            (status.code, status.message.as_str(), &status.details[..]),
+            (Code::ResourceExhausted, "too big", &b"\x08\x08"[..])
+        );
+    }
+
+    #[test]
+    fn a_compressed_message_and_trailers_make_a_response() {
+        let addr = server(|| {
+            // gzip of "ok" in a compressed frame, then grpc-status 0 in the trailers.
+            const FRAME: &[u8] = &[
+                1, 0, 0, 0, 22, 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 0xcb, 0xcf, 6, 0, 0x47,
+                0xdd, 0xdc, 0x79, 2, 0, 0, 0,
+            ];
+            grpc_response(
+                &[
+                    ("content-type", "application/grpc+proto"),
+                    ("grpc-encoding", "gzip"),
+                ],
+                FRAME,
+                &[("grpc-status", "0")],
+            )
+        });
+        assert_eq!(call(addr).unwrap(), b"ok");
+        let addr =
+            server(|| grpc_response(&[("content-type", "application/grpc")], b"\0\0\0\0\0", &[]));
+        assert_eq!(call(addr).unwrap_err().code, Code::Internal); // no grpc-status at all
+        let addr = server(|| {
+            grpc_response(
+                &[("content-type", "application/grpc")],
+                b"",
+                &[("grpc-status", "14"), ("grpc-message", "draining")],
+            )
+        });
+        let status = call(addr).unwrap_err();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (Code::Unavailable, "draining")
+        );
+    }
+
     #[test]
     fn a_refused_connection_fails_fast_with_unavailable() {
         // Bind and drop a listener: its port refuses connections.
