@@ -338,6 +338,37 @@ def test_no_backend_fails_fast_unavailable_unless_wait_for_ready() -> None:
             b.server.stop(None)
 
 
+def test_keepalive_pings_detect_a_frozen_backend_before_the_call_times_out(tmp_path: Path) -> None:
+    """A backend that stops answering (SIGSTOP: the TCP connection stays open) misses the HTTP/2 PING:
+    the call fails UNAVAILABLE on the keepalive timeout, not DEADLINE_EXCEEDED at its 120 s timeout."""
+    import os
+    import signal as signals
+
+    sink = SinkProcess(tmp_path, "frozen").start()
+    assert sink.proc is not None
+    cfg = OTLPExporterConfig(tls=TLSConfig(insecure=True), timeout=120.0,
+                             keepalive=KeepaliveConfig(time=1.0, timeout=1.0))  # fmt: skip
+
+    async def run() -> ExportError:
+        client = BackendClient(sink.endpoint, cfg, Telemetry())
+        try:
+            await client.export("traces", _request(1), 1)  # connected and answering
+            assert sink.proc is not None
+            os.kill(sink.proc.pid, signals.SIGSTOP)
+            with pytest.raises(ExportError) as info:
+                await client.export("traces", _request(1), 1)
+            return info.value
+        finally:
+            await client.close()
+
+    try:
+        err = asyncio.run(run())
+    finally:
+        os.kill(sink.proc.pid, signals.SIGCONT)
+        sink.stop()
+    assert (err.code, err.retryable) == ("UNAVAILABLE", True), err
+
+
 def test_a_plain_http_server_is_unavailable_not_a_hang() -> None:
     """Not HTTP/2 at all (an HTTP/1 server): the handshake fails, the call is UNAVAILABLE."""
     import socketserver
