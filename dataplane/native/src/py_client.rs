@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::bridge::LoopHandle;
+use crate::client::frame::PooledBuf;
 use crate::client::{Channel, ChannelConfig, Compression, Keepalive, Pem, TlsSettings};
 
 /// One backend's gRPC channel.
@@ -130,10 +131,12 @@ impl PyChannel {
     ) -> PyResult<PyCall> {
         let timeout = seconds(timeout)?;
         let handle = LoopHandle::new(event_loop)?;
-        let message = data.as_bytes().to_vec();
+        // A pooled buffer: a fresh ~100 KB allocation per call would be mapped (and faulted) anew.
+        let mut message = PooledBuf::take();
+        message.vec().extend_from_slice(data.as_bytes());
         let channel = self.channel.clone();
         let task = crate::runtime::handle().spawn(async move {
-            let outcome = channel.export(&path, &message, timeout).await;
+            let outcome = channel.export(&path, message.as_ref(), timeout).await;
             drop(message);
             // Hand over on a blocking-pool thread: waiting for the interpreter lock must never
             // stall the runtime's workers (other calls, keepalive pings).
