@@ -36,6 +36,7 @@ Retrying is not done here: see :mod:`dataplane.delivery` (per backend) and
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import logging
 import time
@@ -54,6 +55,10 @@ from .telemetry import Telemetry
 from .wire import MalformedError, find_len_field, iter_len_fields, read_tag, read_varint, skip_field
 
 log = logging.getLogger("ringleader.exporter")
+
+# Before the interpreter finalizes, the native side stops handing results over and waits for the
+# hand-overs under way: a runtime thread caught inside Python at finalization would abort the process.
+atexit.register(_native.quiesce)
 
 DEFAULT_PORT = 4317
 

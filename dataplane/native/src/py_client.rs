@@ -141,7 +141,7 @@ impl PyChannel {
             // Hand over on a blocking-pool thread: waiting for the interpreter lock must never
             // stall the runtime's workers (other calls, keepalive pings).
             drop(tokio::task::spawn_blocking(move || {
-                Python::attach(|py| {
+                crate::bridge::attach(|py| {
                     let (code, text, details, response) = match outcome {
                         Ok(response) => (0u8, String::new(), Vec::new(), response),
                         Err(s) => (s.code as u8, s.message, s.details.to_vec(), Vec::new()),
@@ -196,7 +196,17 @@ impl PyCall {
     }
 }
 
+/// For `atexit`: stop handing results to Python and wait (up to `timeout` seconds, without
+/// the interpreter lock) for hand-overs under way, so no runtime thread is inside Python
+/// when the interpreter finalizes.
+#[pyfunction]
+#[pyo3(signature = (timeout = 2.0))]
+fn quiesce(py: Python<'_>, timeout: f64) {
+    crate::bridge::quiesce(py, Duration::from_secs_f64(timeout.clamp(0.0, 60.0)));
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(quiesce, m)?)?;
     m.add_class::<PyChannel>()?;
     m.add_class::<PyCall>()?;
     Ok(())
