@@ -70,3 +70,57 @@ class Receiver:
     @property
     def port(self) -> int: ...
     def stop(self, grace: float, on_stopped: Callable[[], None]) -> None: ...
+
+class Call:
+    """A call in flight on a :class:`Channel`."""
+
+    def cancel(self) -> None: ...
+    @property
+    def done(self) -> bool: ...
+
+class Channel:
+    """A gRPC channel to one backend (see dataplane/native/src/client)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        compression: str = "none",
+        level: int = 0,
+        insecure: bool = True,
+        ca_file: str | None = None,
+        ca_pem: str | None = None,
+        cert_file: str | None = None,
+        cert_pem: str | None = None,
+        key_file: str | None = None,
+        key_pem: str | None = None,
+        include_system_ca_certs_pool: bool = False,
+        system_ca_files: list[str] = ...,
+        server_name_override: str | None = None,
+        insecure_skip_verify: bool = False,
+        min_version: str = "",
+        max_version: str = "",
+        reload_interval: float | None = None,
+        headers: list[tuple[str, str]] = ...,
+        authority: str = "",
+        user_agent: str = "",
+        wait_for_ready: bool = False,
+        keepalive_time: float | None = None,
+        keepalive_timeout: float | None = None,
+        keepalive_permit_without_stream: bool = False,
+        write_buffer_size: int | None = None,
+        read_buffer_size: int | None = None,
+    ) -> None: ...
+    def export(
+        self,
+        path: str,
+        data: bytes,
+        timeout: float | None,
+        event_loop: object,
+        callback: Callable[[int, str, bytes, bytes], object],
+    ) -> Call: ...
+    @property
+    def state(self) -> str: ...
+    def close(self) -> None: ...
+
+def quiesce(timeout: float = 2.0) -> None: ...

@@ -117,6 +117,9 @@ class OTLPExporterConfig:
 
     timeout: float = 5.0
     compression: Literal["gzip", "zstd", "snappy", "deflate", "none"] = "gzip"
+    # ``compression_params.level`` (as the collector's confighttp): 0 is the codec's default
+    # (gzip/deflate 6, zstd 3); gzip/deflate -1 or 1..9, zstd any (clamped to 1..22).
+    compression_level: int = 0
     tls: TLSConfig = field(default_factory=TLSConfig)
     headers: tuple[tuple[str, str], ...] = ()
     keepalive: KeepaliveConfig | None = None

@@ -48,10 +48,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
-
 from .config_model import EjectionConfig, OTLPExporterConfig
-from .exporter import METHODS, make_channel
+from .exporter import METHODS, call, open_channel, status_name
 from .telemetry import Telemetry
 
 log = logging.getLogger("ringleader.ejection")
@@ -60,26 +58,23 @@ Probe = Callable[[str, float], Awaitable[bool]]
 """Asks ``endpoint`` whether it answers, within a timeout; True when it does."""
 
 
-_NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+_NO_ANSWER = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 def grpc_probe(cfg: OTLPExporterConfig) -> Probe:
     """A probe that sends an empty trace export request on a fresh channel (TLS etc. as configured)."""
 
     async def probe(endpoint: str, timeout: float) -> bool:
-        channel = make_channel(endpoint, cfg)
+        channel = open_channel(endpoint, cfg)
         try:
-            call = channel.unary_unary(METHODS["traces"], request_serializer=None, response_deserializer=None)
-            metadata = tuple((k.lower(), v) for k, v in cfg.headers) or None
-            await call(b"", timeout=timeout, metadata=metadata)
-            return True
-        except grpc.aio.AioRpcError as exc:
-            # Any answer proves the backend serves again (UNIMPLEMENTED: a collector without a traces
-            # pipeline); only no answer at all keeps it out.
-            log.debug("probe of %s: %s", endpoint, exc.code().name)
-            return exc.code() not in _NO_ANSWER
+            code, _, _, _ = await call(channel, METHODS["traces"], b"", timeout)
         finally:
-            await channel.close(grace=None)
+            channel.close()
+        # Any answer proves the backend serves again (UNIMPLEMENTED: a collector without a traces
+        # pipeline); only no answer at all keeps it out.
+        name = status_name(code)
+        log.debug("probe of %s: %s", endpoint, name)
+        return name not in _NO_ANSWER
 
     return probe
 

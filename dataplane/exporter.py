@@ -1,9 +1,23 @@
-"""Exporting to one tier-2 backend: a gRPC channel per backend, OTLP Export calls.
+"""Exporting to one tier-2 backend: a native gRPC channel per backend, OTLP Export calls.
 
 :class:`BackendClient` owns the channel to one endpoint and sends already
 serialized export requests (the splitter's output) without re-encoding them.
-It applies the ``protocol.otlp`` template: TLS (including mTLS files), headers,
-compression, keepalive, per-call timeout, authority and wait-for-ready.
+The channel is native (``dataplane._native.Channel``, the Rust crate's
+``client`` module): HTTP/2 over one connection per backend (plaintext when
+``tls.insecure``, else TLS with rustls), our own gRPC framing and compression
+(``gzip``, ``deflate``, ``zstd``, ``snappy`` or none, at
+``compression_params.level``), reconnecting with backoff (250 ms to 5 s),
+keepalive pings, authority, headers, user agent and wait-for-ready as
+configured. Compressing, sending and waiting happen on the data path's own
+threads without the interpreter lock; the outcome comes back to the asyncio loop
+as one callback. Cancelling an :meth:`BackendClient.export` cancels the call:
+the backend sees the stream reset.
+
+Each call's timeout is ``protocol.otlp.timeout``, shortened to the client's
+deadline; it is sent as ``grpc-timeout`` and enforced by a local timer
+(``DEADLINE_EXCEEDED``). Failures below gRPC map to codes as grpc-go maps them:
+no connection, a refused or reset one is ``UNAVAILABLE``; a non-200 HTTP answer
+follows gRPC's HTTP-to-status table.
 
 Outcomes follow the OTLP specification's retry rules: ``UNAVAILABLE``,
 ``DEADLINE_EXCEEDED``, ``ABORTED``, ``OUT_OF_RANGE``, ``CANCELLED`` and
@@ -22,22 +36,29 @@ Retrying is not done here: see :mod:`dataplane.delivery` (per backend) and
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from . import _native
 from .config_model import OTLPExporterConfig
 from .hostport import join_host_port, split_host_port
 from .telemetry import Telemetry
 from .wire import MalformedError, find_len_field, iter_len_fields, read_tag, read_varint, skip_field
 
 log = logging.getLogger("ringleader.exporter")
+
+# Before the interpreter finalizes, the native side stops handing results over and waits for the
+# hand-overs under way: a runtime thread caught inside Python at finalization would abort the process.
+atexit.register(_native.quiesce)
 
 DEFAULT_PORT = 4317
 
@@ -53,22 +74,28 @@ _RESPONSES: dict[str, Any] = {
 }
 _REJECTED_FIELD = {"traces": "rejected_spans", "logs": "rejected_log_records", "metrics": "rejected_data_points"}
 
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DATA_LOSS,
-    }
+# gRPC status codes by number (the native channel reports numbers; names as grpcio's StatusCode.name).
+STATUS_NAMES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
 )
 
-_COMPRESSION = {
-    "gzip": grpc.Compression.Gzip,
-    "deflate": grpc.Compression.Deflate,
-    "none": grpc.Compression.NoCompression,
-}
+RETRYABLE_CODES = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"})
 
 
 class ExportError(Exception):
@@ -82,7 +109,6 @@ class ExportError(Exception):
         self.retry_after = retry_after
 
 
-_STATUS_DETAILS = "grpc-status-details-bin"
 _RETRY_INFO_TYPE = b"type.googleapis.com/google.rpc.RetryInfo"
 
 
@@ -123,14 +149,16 @@ def _varints(data: bytes, pos: int, end: int) -> dict[int, int]:
     return out
 
 
-def _export_error(exc: grpc.aio.AioRpcError) -> ExportError:
-    code = exc.code()
-    retry_after = None
-    for key, value in exc.trailing_metadata() or ():
-        if key == _STATUS_DETAILS and isinstance(value, bytes):
-            retry_after = retry_info_delay(value)
-    retryable = code in RETRYABLE_CODES or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after is not None)
-    return ExportError(f"{code.name}: {exc.details() or ''}".strip(), retryable, code.name, retry_after)
+def status_name(code: int) -> str:
+    """The name of a gRPC status number (``UNKNOWN`` for numbers gRPC does not define)."""
+    return STATUS_NAMES[code] if 0 <= code < len(STATUS_NAMES) else "UNKNOWN"
+
+
+def export_error(code: str, message: str, details: bytes) -> ExportError:
+    """The :class:`ExportError` for a failed call: retryable per the OTLP rules, RetryInfo read from the details."""
+    retry_after = retry_info_delay(details) if details else None
+    retryable = code in RETRYABLE_CODES or (code == "RESOURCE_EXHAUSTED" and retry_after is not None)
+    return ExportError(f"{code}: {message}".strip(), retryable, code, retry_after)
 
 
 @dataclass(slots=True)
@@ -158,84 +186,71 @@ _SYSTEM_CA_BUNDLES = (
 )
 
 
-def _system_roots() -> bytes:
-    for path in _SYSTEM_CA_BUNDLES:
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError:
-            continue
-    return b""
+def channel_options(cfg: OTLPExporterConfig) -> dict[str, Any]:
+    """The ``protocol.otlp`` template as keyword arguments of ``dataplane._native.Channel``.
+
+    ``balancer_name`` has nothing to choose between: a channel is one endpoint (the resolver
+    and the ring balance across backends), so it is accepted and ignored, as documented.
+    """
+    tls = cfg.tls
+    keepalive = cfg.keepalive
+    return {
+        "compression": cfg.compression,
+        "level": cfg.compression_level,
+        "insecure": tls.insecure,
+        "ca_file": tls.ca_file,
+        "ca_pem": tls.ca_pem,
+        "cert_file": tls.cert_file,
+        "cert_pem": tls.cert_pem,
+        "key_file": tls.key_file,
+        "key_pem": tls.key_pem,
+        "include_system_ca_certs_pool": tls.include_system_ca_certs_pool,
+        "system_ca_files": list(_SYSTEM_CA_BUNDLES),
+        "server_name_override": tls.server_name_override,
+        "insecure_skip_verify": tls.insecure_skip_verify,
+        "min_version": tls.min_version,
+        "max_version": tls.max_version,
+        "reload_interval": tls.reload_interval or None,
+        "headers": [(k.lower(), v) for k, v in cfg.headers],
+        "authority": cfg.authority,
+        "user_agent": cfg.user_agent,
+        "wait_for_ready": cfg.wait_for_ready,
+        "keepalive_time": keepalive.time if keepalive else None,
+        "keepalive_timeout": keepalive.timeout if keepalive else None,
+        "keepalive_permit_without_stream": keepalive.permit_without_stream if keepalive else False,
+        "write_buffer_size": cfg.write_buffer_size,
+        "read_buffer_size": cfg.read_buffer_size,
+    }
 
 
-def _read(path: str | None, pem: str | None) -> bytes | None:
-    if pem:
-        return pem.encode()
-    if path:
-        with open(path, "rb") as f:
-            return f.read()
-    return None
+def open_channel(endpoint: str, cfg: OTLPExporterConfig) -> _native.Channel:
+    """A native channel to ``endpoint`` (port 4317 when none is given); it starts connecting at once.
+
+    Raises ``ValueError`` for settings the channel cannot use (e.g. a malformed PEM file).
+    """
+    return _native.Channel(grpc_target(endpoint), **channel_options(cfg))
 
 
-def _channel_options(cfg: OTLPExporterConfig) -> list[tuple[str, object]]:
-    options: list[tuple[str, object]] = [
-        ("grpc.max_send_message_length", -1),
-        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-        # Each backend gets its own channel; never let grpc share subchannels between them.
-        ("grpc.use_local_subchannel_pool", 1),
-        # Reconnect quickly after a tier-2 pod restarts: gRPC's default backoff reaches 120 s.
-        ("grpc.initial_reconnect_backoff_ms", 250),
-        ("grpc.max_reconnect_backoff_ms", 5000),
-    ]
-    if cfg.keepalive is not None:
-        if cfg.keepalive.time:
-            options.append(("grpc.keepalive_time_ms", int(cfg.keepalive.time * 1000)))
-        if cfg.keepalive.timeout:
-            options.append(("grpc.keepalive_timeout_ms", int(cfg.keepalive.timeout * 1000)))
-        options.append(("grpc.keepalive_permit_without_calls", int(cfg.keepalive.permit_without_stream)))
-    if cfg.balancer_name:
-        options.append(("grpc.lb_policy_name", cfg.balancer_name))
-    if cfg.authority:
-        options.append(("grpc.default_authority", cfg.authority))
-    if cfg.tls.server_name_override:
-        options.append(("grpc.ssl_target_name_override", cfg.tls.server_name_override))
-    if cfg.user_agent:
-        options.append(("grpc.primary_user_agent", cfg.user_agent))
-    if cfg.write_buffer_size:
-        options.append(("grpc.experimental.tcp_write_buffer_size", cfg.write_buffer_size))  # best effort
-    if cfg.read_buffer_size:
-        options.append(("grpc.experimental.tcp_read_chunk_size", cfg.read_buffer_size))
-    return options
+def _settle(future: asyncio.Future[tuple[int, str, bytes, bytes]], *outcome: Any) -> None:
+    if not future.done():
+        future.set_result(outcome)  # type: ignore[arg-type]
 
 
-def channel_compression(name: str) -> grpc.Compression:
-    """grpcio implements gzip and deflate only; zstd and snappy fall back to gzip (logged once)."""
-    if name in _COMPRESSION:
-        return _COMPRESSION[name]
-    if name not in _warned_compressions:
-        _warned_compressions.add(name)
-        log.warning("protocol.otlp.compression %r is not available in grpcio: exports use gzip instead", name)
-    return grpc.Compression.Gzip
+async def call(
+    channel: _native.Channel, method: str, payload: bytes, timeout: float | None
+) -> tuple[int, str, bytes, bytes]:
+    """One call on ``channel``: (code, message, status details, response message).
 
-
-_warned_compressions: set[str] = set()
-
-
-def make_channel(endpoint: str, cfg: OTLPExporterConfig) -> grpc.aio.Channel:
-    target = grpc_target(endpoint)
-    options = _channel_options(cfg)
-    compression = channel_compression(cfg.compression)
-    if cfg.tls.insecure:
-        return grpc.aio.insecure_channel(target, options=options, compression=compression)
-    roots = _read(cfg.tls.ca_file, cfg.tls.ca_pem)
-    if roots is not None and cfg.tls.include_system_ca_certs_pool:
-        roots = _system_roots() + b"\n" + roots
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=roots,
-        private_key=_read(cfg.tls.key_file, cfg.tls.key_pem),
-        certificate_chain=_read(cfg.tls.cert_file, cfg.tls.cert_pem),
-    )
-    return grpc.aio.secure_channel(target, credentials, options=options, compression=compression)
+    Cancelling the awaiting task cancels the native call (the backend sees the stream reset).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[tuple[int, str, bytes, bytes]] = loop.create_future()
+    handle = channel.export(method, payload, timeout, loop, functools.partial(_settle, future))
+    try:
+        return await future
+    except asyncio.CancelledError:
+        handle.cancel()
+        raise
 
 
 class BackendClient:
@@ -245,41 +260,19 @@ class BackendClient:
         self.endpoint = endpoint
         self._cfg = cfg
         self._telemetry = telemetry
-        self._metadata = tuple((k.lower(), v) for k, v in cfg.headers) or None
-        self._open_channel()
+        self._channel = open_channel(endpoint, cfg)
+        self._inflight: dict[asyncio.Future[tuple[int, str, bytes, bytes]], _native.Call] = {}
         self._latency = telemetry.backend_latency.labels(endpoint=endpoint)
         self._ok = telemetry.backend_outcome.labels(endpoint=endpoint, success="true")
         self._failed = telemetry.backend_outcome.labels(endpoint=endpoint, success="false")
-
-    def _open_channel(self) -> None:
-        self._channel = make_channel(self.endpoint, self._cfg)
-        self._opened = time.monotonic()
-        self._calls = {
-            signal: self._channel.unary_unary(
-                method, request_serializer=None, response_deserializer=_RESPONSES[signal].FromString
-            )
-            for signal, method in METHODS.items()
-        }
-
-    def _maybe_reload(self) -> None:
-        """tls.reload_interval: re-read certificate files by opening a fresh channel."""
-        reload = self._cfg.tls.reload_interval
-        if reload and not self._cfg.tls.insecure and time.monotonic() - self._opened >= reload:
-            old = self._channel
-            self._open_channel()
-            # In-flight calls on the old channel finish within the grace period.
-            asyncio.get_running_loop().create_task(old.close(grace=self._cfg.timeout or 5.0))
-            log.info("%s: reloaded TLS credentials", self.endpoint)
 
     async def export(self, signal: str, payload: bytes, items: int, deadline: float | None = None) -> ExportResult:
         """Send one serialized export request; raises :class:`ExportError` on failure.
 
         The call's timeout is ``protocol.otlp.timeout``, shortened to the client's
         ``deadline`` (``time.monotonic()`` based) when there is one, so the backend
-        sees the same deadline as the client (gRPC propagates it).
+        sees the same deadline as the client (sent as ``grpc-timeout``).
         """
-        self._maybe_reload()
-        call = self._calls[signal]
         limit = self._cfg.timeout or None
         start = time.monotonic()
         if deadline is not None:
@@ -287,22 +280,47 @@ class BackendClient:
             if remaining <= 0:
                 raise ExportError("DEADLINE_EXCEEDED: the client's deadline passed", True, "DEADLINE_EXCEEDED")
             limit = remaining if limit is None else min(limit, remaining)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, str, bytes, bytes]] = loop.create_future()
+        handle = self._channel.export(METHODS[signal], payload, limit, loop, functools.partial(_settle, future))
+        self._inflight[future] = handle
         try:
-            response = await call(
-                payload, timeout=limit, metadata=self._metadata, wait_for_ready=self._cfg.wait_for_ready
-            )
-        except grpc.aio.AioRpcError as exc:
-            self._latency.observe((time.monotonic() - start) * 1000)
-            self._failed.inc()
-            raise _export_error(exc) from None
+            code, message, details, response = await future
+        except asyncio.CancelledError:
+            handle.cancel()  # the caller gave up: so does the call (RST_STREAM to the backend)
+            raise
+        finally:
+            del self._inflight[future]
         self._latency.observe((time.monotonic() - start) * 1000)
+        if code != 0:
+            self._failed.inc()
+            raise export_error(status_name(code), message, details)
         self._ok.inc()
-        rejected = 0
-        message = ""
-        if response.HasField("partial_success"):
-            rejected = int(getattr(response.partial_success, _REJECTED_FIELD[signal]))
-            message = response.partial_success.error_message
-        return ExportResult(accepted=items - rejected, rejected=rejected, message=message)
+        return partial_success(signal, response, items)
 
     async def close(self, grace: float | None = None) -> None:
-        await self._channel.close(grace)
+        """Close the channel: calls in flight get up to ``grace`` seconds, then are cancelled."""
+        pending = [f for f in self._inflight if not f.done()]
+        if pending and grace:
+            await asyncio.wait(pending, timeout=grace)
+        for future, handle in list(self._inflight.items()):
+            if not future.done():
+                handle.cancel()
+                _settle(future, 1, "the channel was closed", b"", b"")
+        self._channel.close()
+
+
+def partial_success(signal: str, response: bytes, items: int) -> ExportResult:
+    """The :class:`ExportResult` of a successful call, counting a partial success's rejected items."""
+    rejected = 0
+    message = ""
+    if response:
+        try:
+            parsed = _RESPONSES[signal].FromString(response)
+        except DecodeError:
+            log.debug("unparseable %s export response (%d bytes): counted as accepted", signal, len(response))
+            return ExportResult(accepted=items)
+        if parsed.HasField("partial_success"):
+            rejected = int(getattr(parsed.partial_success, _REJECTED_FIELD[signal]))
+            message = parsed.partial_success.error_message
+    return ExportResult(accepted=items - rejected, rejected=rejected, message=message)

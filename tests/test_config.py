@@ -1367,13 +1367,45 @@ def test_complete_example_in_the_docs_parses(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     ("tls", "key", "fragment"),
     [
-        ({"insecure_skip_verify": True}, "insecure_skip_verify", "always verifies"),
-        ({"min_version": "1.3"}, "min_version", "TLS 1.2 or 1.3"),
-        ({"min_version": "1.1"}, "min_version", "TLS 1.2 or 1.3"),
-        ({"max_version": "1.2"}, "max_version", "TLS 1.2 or 1.3"),
+        ({"min_version": "1.1"}, "min_version", "TLS 1.2 and 1.3 only"),
+        ({"min_version": "1.0"}, "min_version", "TLS 1.2 and 1.3 only"),
+        ({"min_version": "", "max_version": "1.1"}, "max_version", "TLS 1.2 and 1.3 only"),
     ],
 )
-def test_tls_settings_grpc_cannot_honour_are_refused_not_ignored(tls, key, fragment) -> None:
+def test_tls_versions_the_exporter_cannot_speak_are_refused_not_ignored(tls, key, fragment) -> None:
     err = error_of(patched(otlp_patch({"tls": tls})))
     assert err.key_path == f"{OTLP}.tls.{key}"
+    assert fragment in str(err)
+
+
+def test_tls_1_3_pins_and_skip_verify_are_accepted() -> None:
+    # The native exporter (rustls) honours them; before it, grpcio could not and they were refused.
+    patch = otlp_patch({"tls": {"min_version": "1.3", "insecure_skip_verify": True}})
+    tls = parse_config(patched(patch)).exporter.protocol.tls
+    assert (tls.min_version, tls.insecure_skip_verify) == ("1.3", True)
+    tls = parse_config(patched(otlp_patch({"tls": {"max_version": "1.2"}}))).exporter.protocol.tls
+    assert tls.max_version == "1.2"
+
+
+@pytest.mark.parametrize(
+    ("compression", "params", "level"),
+    [("gzip", {"level": 1}, 1), ("deflate", {"level": 9}, 9), ("zstd", {"level": 19}, 19), ("gzip", {}, 0),
+     ("snappy", {"level": 0}, 0)],
+)  # fmt: skip
+def test_compression_params_level_is_read_per_codec(compression: str, params: dict[str, Any], level: int) -> None:
+    patch = otlp_patch({"compression": compression, "compression_params": params})
+    otlp = parse_config(patched(patch)).exporter.protocol
+    assert (otlp.compression, otlp.compression_level) == (compression, level)
+
+
+@pytest.mark.parametrize(
+    ("compression", "params", "fragment"),
+    [("gzip", {"level": 10}, "1..9"), ("deflate", {"level": -2}, "HuffmanOnly"), ("snappy", {"level": 3}, "no level"),
+     ("none", {"level": 1}, "no level"), ("gzip", {"level": "fast"}, ""), ("gzip", {"lvl": 1}, "lvl")],
+)  # fmt: skip
+def test_a_bad_compression_level_is_refused_with_its_key_path(
+    compression: str, params: dict[str, Any], fragment: str
+) -> None:
+    err = error_of(patched(otlp_patch({"compression": compression, "compression_params": params})))
+    assert err.key_path.startswith(f"{OTLP}.compression_params")
     assert fragment in str(err)

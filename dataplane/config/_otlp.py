@@ -46,6 +46,7 @@ def parse_otlp(block: Map) -> OTLPExporterConfig:
     if (value := block.get("compression")) is not None:
         text = value.string()
         compression = cast(Any, value.choice(_COMPRESSIONS) if text else "none")
+    level = _parse_compression_params(block.get("compression_params"), compression)
     headers = _parse_headers(block.get("headers"))
     keepalive: KeepaliveConfig | None = None
     if (value := block.get("keepalive")) is not None and not value.is_null:
@@ -73,6 +74,7 @@ def parse_otlp(block: Map) -> OTLPExporterConfig:
     return OTLPExporterConfig(
         timeout=timeout.duration() if timeout else defaults.timeout,
         compression=compression,
+        compression_level=level,
         tls=tls,
         headers=headers,
         keepalive=keepalive,
@@ -86,6 +88,26 @@ def parse_otlp(block: Map) -> OTLPExporterConfig:
         user_agent=user_agent.string() if user_agent else "",
         max_request_size=max_request.size(positive=True) if max_request else defaults.max_request_size,
     )
+
+
+def _parse_compression_params(value: Val | None, compression: str) -> int:
+    """``compression_params: {level: N}``: checked per codec as the collector's configcompression does."""
+    if value is None or value.is_null:
+        return 0
+    block = value.mapping()
+    level_value = block.get("level")
+    block.done()
+    if level_value is None or level_value.is_null:
+        return 0
+    level = level_value.integer()
+    if compression in ("gzip", "deflate"):
+        if level == -2:
+            level_value.fail("HuffmanOnly (-2) is not supported; use 1 (fastest) to 9 (smallest) or -1 (default)")
+        if not -1 <= level <= 9:
+            level_value.fail(f"{compression} levels are 1..9 (-1 or 0: the default), got {level}")
+    elif compression != "zstd" and level != 0:
+        level_value.fail(f"compression {compression} takes no level (got {level}); remove compression_params")
+    return level
 
 
 def _parse_headers(value: Val | None) -> tuple[tuple[str, str], ...]:
@@ -142,23 +164,17 @@ def _parse_tls(value: Val | None) -> TLSConfig:
     max_version = _tls_version(max_v) if max_v else defaults.max_version
     if min_version and max_version and _TLS_VERSIONS.index(min_version) > _TLS_VERSIONS.index(max_version):
         raise ConfigError(join(block.path, "min_version"), f"{min_version} is above max_version {max_version}")
-    # grpcio (BoringSSL) always verifies server certificates and negotiates TLS 1.2 or 1.3 on its
-    # own: refuse settings it cannot honour instead of silently ignoring them.
-    if flags["insecure_skip_verify"]:
-        raise ConfigError(
+    # rustls speaks TLS 1.2 and 1.3 only: refuse older pins instead of silently ignoring them.
+    for key, version in (("min_version", min_version), ("max_version", max_version)):
+        if version in ("1.0", "1.1"):
+            raise ConfigError(
+                join(block.path, key),
+                f"{version} is not supported: the exporter speaks TLS 1.2 and 1.3 only (set 1.2 or 1.3)",
+            )
+    if flags["insecure_skip_verify"] and not flags["insecure"]:
+        log.warning(
+            "%s: the backends' certificates are not verified (the connection is encrypted but not authenticated)",
             join(block.path, "insecure_skip_verify"),
-            "not supported: the gRPC client always verifies server certificates; set ca_file to the "
-            "tier-2 CA, or insecure: true for plaintext",
-        )
-    if min_version not in ("", "1.2"):
-        raise ConfigError(
-            join(block.path, "min_version"),
-            f"{min_version} is not supported: gRPC negotiates TLS 1.2 or 1.3 (set 1.2)",
-        )
-    if max_version not in ("", "1.3"):
-        raise ConfigError(
-            join(block.path, "max_version"),
-            f"{max_version} is not supported: gRPC negotiates TLS 1.2 or 1.3 (set 1.3)",
         )
     reload = block.get("reload_interval")
     block.done(_UNSUPPORTED_TLS)

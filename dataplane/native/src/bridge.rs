@@ -43,3 +43,41 @@ impl LoopHandle {
         })
     }
 }
+
+// --- Interpreter exit ------------------------------------------------------------------
+//
+// A runtime thread that is inside Python code when the interpreter finalizes is killed by
+// CPython 3.11 with pthread_exit when it asks for the lock again, and that forced unwind
+// through Rust frames aborts the process ("FATAL: exception not rethrown"). So hand-overs
+// go through `attach`, and `quiesce` (registered with `atexit`, which runs before
+// finalization) stops new ones and waits for those under way.
+
+static ATTACHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Run `f` holding the interpreter lock, unless the interpreter is exiting (then `f` is
+/// dropped unrun and `None` returned: nobody is left to receive the result).
+pub fn attach<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
+    use std::sync::atomic::Ordering::SeqCst;
+    ATTACHED.fetch_add(1, SeqCst);
+    let result = if EXITING.load(SeqCst) {
+        None
+    } else {
+        Some(Python::attach(f))
+    };
+    ATTACHED.fetch_sub(1, SeqCst);
+    result
+}
+
+/// At interpreter exit: no more hand-overs; wait (without the lock) up to `timeout` for the
+/// ones under way to leave Python.
+pub fn quiesce(py: Python<'_>, timeout: std::time::Duration) {
+    use std::sync::atomic::Ordering::SeqCst;
+    EXITING.store(true, SeqCst);
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + timeout;
+        while ATTACHED.load(SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+}
