@@ -16,7 +16,7 @@ all: test
 $(STAMP): pyproject.toml | cargo
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	PYO3_PYTHON=$(PYO3_PYTHON) $(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -31,6 +31,9 @@ CRATE        := dataplane/native
 CRATE_SRC    := $(CRATE)/Cargo.toml $(CRATE)/Cargo.lock $(shell find $(CRATE)/src -name '*.rs' 2>/dev/null | LC_ALL=C sort)
 RUST_VERSION := $(shell sed -n 's/^rust-version = "\(.*\)"$$/\1/p' $(CRATE)/Cargo.toml)
 NATIVE_STAMP := $(VENV)/.native-$(shell cat $(CRATE_SRC) 2>/dev/null | cksum | cut -d' ' -f1)
+# The interpreter itself (not the venv's link to it): pyo3 rebuilds when PYO3_PYTHON changes, and
+# dataplane/native/build-wheel.sh (the images' wheel) names the same one, so the two share cargo's output.
+PYO3_PYTHON  := $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null)
 
 cargo:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: the native data path (dataplane/native) needs Rust >= $(RUST_VERSION) with clippy and rustfmt; install it with rustup (https://rustup.rs): curl https://sh.rustup.rs -sSf | sh -s -- -y --component clippy,rustfmt"; exit 1; }
@@ -38,7 +41,7 @@ cargo:
 	@cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 || { echo "cargo's clippy or rustfmt is missing: rustup component add clippy rustfmt"; exit 1; }
 
 $(NATIVE_STAMP): $(STAMP) $(CRATE_SRC) | cargo
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	PYO3_PYTHON=$(PYO3_PYTHON) $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.native-* && touch $@
 
 native: $(NATIVE_STAMP)

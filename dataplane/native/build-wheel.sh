@@ -11,8 +11,8 @@
 #   in-place extensions), staged in a temporary directory, so the checkout is never written to.
 # - Toolchain: cargo/rustc >= the crate's rust-version (dataplane/native/Cargo.toml), python3 >= 3.11 with
 #   venv. The build's Python environment (the build-system.requires of pyproject.toml) is a virtualenv
-#   under the cache; cargo's output goes to "${CARGO_TARGET_DIR:-$CACHE/cargo/target}-wheel" (its own
-#   directory: the interpreter path differs from `make native`'s, and pyo3 rebuilds when it changes).
+#   under the cache; cargo's output goes to ${CARGO_TARGET_DIR:-$CACHE/cargo/target}, shared with
+#   `make native` (both name the same interpreter in PYO3_PYTHON, so neither rebuilds the other's work).
 # - The extension is abi3 (CPython >= 3.11): one wheel serves every CPython >= 3.11 on the platform.
 # - glibc: the extension's ELF symbol versions give the highest glibc it needs; the wheel is tagged
 #   manylinux_2_<that>_<arch> (pip then refuses it on an older glibc instead of failing at import), after
@@ -112,11 +112,15 @@ build() {
     "$venv.tmp/bin/python" -m pip install -q --disable-pip-version-check -r "$STAGE/requires.txt" >&2
     mv "$venv.tmp" "$venv"
   fi
-  local target="${CARGO_TARGET_DIR:-$CACHE/cargo/target}-wheel"
-  log "building the wheel (cargo target $target)"
+  # pyo3's build script reruns, and the crate rebuilds, whenever PYO3_PYTHON changes: name the interpreter
+  # itself, not the build environment's link to it, so this build and `make native` (which does the same)
+  # share cargo's output in CARGO_TARGET_DIR.
+  local target="${CARGO_TARGET_DIR:-$CACHE/cargo/target}" pyo3_python
+  pyo3_python="$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys._base_executable))')"
+  log "building the wheel (cargo target $target, PYO3_PYTHON $pyo3_python)"
   mkdir -p "$STAGE/dist"
-  (cd "$STAGE/src" && CARGO_TARGET_DIR="$target" "$venv/bin/python" -m pip wheel -q --no-deps \
-      --no-build-isolation --disable-pip-version-check -w "$STAGE/dist" . >&2)
+  (cd "$STAGE/src" && CARGO_TARGET_DIR="$target" PYO3_PYTHON="$pyo3_python" "$venv/bin/python" -m pip wheel -q \
+      --no-deps --no-build-isolation --disable-pip-version-check -w "$STAGE/dist" . >&2)
   local built
   built="$(find "$STAGE/dist" -name 'ringleader-*.whl' | head -n1)"
   [[ -n "$built" ]] || die 1 "pip wheel produced no wheel"
