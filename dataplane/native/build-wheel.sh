@@ -27,7 +27,7 @@ main() {
   for arg in "$@"; do
     case "$arg" in
       --key) key_only=1 ;;
-      -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
       -*) die 2 "unknown argument: $arg" ;;
       *) [[ -z "$out" ]] || die 2 "one output directory, got '$out' and '$arg'"; out="$arg" ;;
     esac
