@@ -141,8 +141,8 @@ ring-table: venv
 
 # Delivery (docs/install.md). `image` builds the Dockerfile without Docker (buildah, a Debian-built base, the
 # native extension as a wheel built with the machine's cargo) into a docker-archive under the cache and prints
-# its size; `manifests` regenerates deploy/install.yaml and the chart's copies of crds/ and operator/ringleader_operator/rbac_rules.yaml; `helm`/`promtool` build the tools (cached) and print
-# their paths.
+# its size; `manifests` regenerates deploy/install.yaml and the chart's copies of crds/ and
+# operator/ringleader_operator/rbac_rules.yaml; `helm`/`promtool` build the tools (cached) and print their paths.
 image:
 	bash e2e/build_image.sh
 
