@@ -1,23 +1,45 @@
 # Ringleader: one image for both console scripts, `ringleader-dataplane` (tier 1) and
 # `ringleader-operator` (the operator that deploys it).
 #
-#   docker build -t ringleader:0.1.0 .                        # from the public python slim image
+#   docker build -t ringleader:0.1.0 .                        # official rust and python slim images
 #   make image                                                # here: a Debian-built base, no Docker
 #
-# PYTHON_BASE is any image with python3 (>= 3.11) and its venv module; build and final stage use
-# the same base, so the virtualenv's interpreter link stays valid. The final stage holds the base
-# plus /opt/ringleader (a virtualenv without pip or setuptools): no compiler, no package manager
-# of ours, runs as uid/gid 65532 and never writes to its root filesystem.
+# Three stages:
+# 1. native-wheel (the official Rust image, pinned): dataplane/native/build-wheel.sh builds Ringleader's
+#    wheel with the native data path (the Rust extension dataplane._native) into /wheels. Its Debian release
+#    is the runtime base's (bookworm, glibc 2.36), so the extension's glibc needs are met (the script checks
+#    them and tags the wheel manylinux_2_<N>). e2e/build_image.sh replaces this stage with
+#    `--build-context native-wheel=DIR`, DIR/wheels holding the wheel the same script built with the
+#    machine's own toolchain.
+# 2. build (PYTHON_BASE): a virtualenv in /opt/ringleader with that wheel and its dependencies, then
+#    without pip or setuptools.
+# 3. the final stage: PYTHON_BASE plus /opt/ringleader. No compiler, no Rust toolchain, no package manager
+#    of ours; runs as uid/gid 65532 and never writes to its root filesystem.
+#
+# PYTHON_BASE is any image with python3 (>= 3.11: the extension is abi3 for CPython >= 3.11) and its venv
+# module, on glibc >= the wheel's manylinux tag; build and final stage use the same base, so the
+# virtualenv's interpreter link stays valid. RUST_IMAGE's Debian release should match PYTHON_BASE's.
 ARG PYTHON_BASE=python:3.11-slim-bookworm
+ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
 
-FROM ${PYTHON_BASE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m venv /opt/ringleader
+FROM ${RUST_IMAGE} AS native-wheel
+# python3 (3.11 on bookworm) and venv drive setuptools-rust; the image has cargo, gcc and binutils.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY dataplane ./dataplane
 COPY operator ./operator
-RUN /opt/ringleader/bin/python -m pip install . \
+RUN bash dataplane/native/build-wheel.sh /wheels
+
+FROM ${PYTHON_BASE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/ringleader
+COPY --from=native-wheel /wheels /wheels
+# --only-binary: a wheel for every dependency too; nothing in this stage compiles.
+RUN /opt/ringleader/bin/python -m pip install --only-binary=:all: /wheels/ringleader-*.whl \
+ && /opt/ringleader/bin/python -c "import dataplane._native" \
  && /opt/ringleader/bin/python -m compileall -q /opt/ringleader/lib \
  && /opt/ringleader/bin/python -m pip uninstall -y -q pip setuptools \
  && rm -f /opt/ringleader/bin/pip* /opt/ringleader/bin/activate* /opt/ringleader/bin/Activate.ps1

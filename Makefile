@@ -9,14 +9,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: all test lint typecheck unit demo bench bench-native ring-table system-deps k8s-bins otelcol-bins lab-bins \
-	lab-up lab-down e2e venv clean image manifests helm promtool delivery-tools cargo native rust-check
+	lab-up lab-down e2e venv clean image wheel manifests helm promtool delivery-tools cargo native rust-check
 
 all: test
 
 $(STAMP): pyproject.toml | cargo
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	PYO3_PYTHON=$(PYO3_PYTHON) $(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -28,15 +28,20 @@ venv: $(STAMP)
 RINGLEADER_CACHE ?= $(HOME)/.cache/ringleader
 export CARGO_TARGET_DIR ?= $(RINGLEADER_CACHE)/cargo/target
 CRATE        := dataplane/native
-CRATE_SRC    := $(CRATE)/Cargo.toml $(CRATE)/Cargo.lock $(wildcard $(CRATE)/src/*.rs $(CRATE)/src/*/*.rs)
+CRATE_SRC    := $(CRATE)/Cargo.toml $(CRATE)/Cargo.lock $(shell find $(CRATE)/src -name '*.rs' 2>/dev/null | LC_ALL=C sort)
+RUST_VERSION := $(shell sed -n 's/^rust-version = "\(.*\)"$$/\1/p' $(CRATE)/Cargo.toml)
 NATIVE_STAMP := $(VENV)/.native-$(shell cat $(CRATE_SRC) 2>/dev/null | cksum | cut -d' ' -f1)
+# The interpreter itself (not the venv's link to it): pyo3 rebuilds when PYO3_PYTHON changes, and
+# dataplane/native/build-wheel.sh (the images' wheel) names the same one, so the two share cargo's output.
+PYO3_PYTHON  := $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null)
 
 cargo:
-	@command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: the native data path (dataplane/native) needs Rust >= 1.80 with clippy and rustfmt; install it with rustup (https://rustup.rs): curl https://sh.rustup.rs -sSf | sh -s -- -y --component clippy,rustfmt"; exit 1; }
+	@command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: the native data path (dataplane/native) needs Rust >= $(RUST_VERSION) with clippy and rustfmt; install it with rustup (https://rustup.rs): curl https://sh.rustup.rs -sSf | sh -s -- -y --component clippy,rustfmt"; exit 1; }
+	@have=$$(rustc -V | cut -d' ' -f2); [ "$$(printf '%s\n%s\n' $(RUST_VERSION) $${have%%-*} | sort -V | head -n1)" = $(RUST_VERSION) ] || { echo "rustc $$have is older than $(RUST_VERSION), the crate's rust-version: rustup update stable (https://rustup.rs)"; exit 1; }
 	@cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 || { echo "cargo's clippy or rustfmt is missing: rustup component add clippy rustfmt"; exit 1; }
 
 $(NATIVE_STAMP): $(STAMP) $(CRATE_SRC) | cargo
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	PYO3_PYTHON=$(PYO3_PYTHON) $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.native-* && touch $@
 
 native: $(NATIVE_STAMP)
@@ -134,12 +139,16 @@ bench-native: native
 ring-table: venv
 	$(BIN)/python -m e2e.ring_table
 
-# Delivery (docs/install.md). `image` builds the Dockerfile without Docker (buildah, a Debian-built base) into
-# a docker-archive under the cache and prints its size; `manifests` regenerates deploy/install.yaml and the
-# chart's copies of crds/ and operator/ringleader_operator/rbac_rules.yaml; `helm`/`promtool` build the tools (cached) and print
-# their paths.
+# Delivery (docs/install.md). `image` builds the Dockerfile without Docker (buildah, a Debian-built base, the
+# native extension as a wheel built with the machine's cargo) into a docker-archive under the cache and prints
+# its size; `manifests` regenerates deploy/install.yaml and the chart's copies of crds/ and
+# operator/ringleader_operator/rbac_rules.yaml; `helm`/`promtool` build the tools (cached) and print their paths.
 image:
 	bash e2e/build_image.sh
+
+# Ringleader's wheel with the native extension (what the images install; dataplane/native/README.md), into dist/.
+wheel: cargo
+	bash dataplane/native/build-wheel.sh dist
 
 manifests: venv
 	$(BIN)/python -m e2e.manifests

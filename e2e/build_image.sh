@@ -7,17 +7,21 @@
 # 1. Base image (once, cached): `debootstrap --variant=minbase` of Debian bookworm with python3,
 #    python3-venv and ca-certificates, plus this machine's CA bundle (package traffic here goes
 #    through a proxy CA), packed as an OCI image with umoci. It stands in for python:3.11-slim.
-# 2. The Dockerfile, built by buildah (Debian package; vfs storage driver, chroot isolation, its
+# 2. Ringleader's wheel with the native extension, built by dataplane/native/build-wheel.sh (the
+#    script the Dockerfile's Rust stage runs) with this machine's cargo, cached by source hash. No
+#    registry here, so no official Rust image: the wheel replaces the Dockerfile's native-wheel stage
+#    (`--build-context native-wheel=DIR`). Debian's own rustc (1.63) is too old for the crate.
+# 3. The Dockerfile, built by buildah (Debian package; vfs storage driver, chroot isolation, its
 #    storage under the cache) with PYTHON_BASE pointing at that base: the same file a user builds
 #    with `docker build`.
-# 3. The result as a docker-archive, ready for `ctr -n k8s.io images import`:
+# 4. The result as a docker-archive, ready for `ctr -n k8s.io images import`:
 #        ${RINGLEADER_CACHE:-~/.cache/ringleader}/image/ringleader-<version>-<source hash>.tar  (tag ringleader:<version>)
 #    and the link ringleader-<version>.tar to the archive built last.
 #
-# Needs root and the Debian packages debootstrap, umoci, skopeo, buildah (installed when missing and
-# root). Concurrent callers serialise on a flock; the archive is renamed into place atomically; its name
-# carries the hash of the sources it was built from (Dockerfile, pyproject.toml, README.md, dataplane/,
-# operator/), so an unchanged tree is a no-op.
+# Needs root, the Rust toolchain (cargo >= the crate's rust-version) and the Debian packages debootstrap,
+# umoci, skopeo, buildah (installed when missing and root). Concurrent callers serialise on a flock; the
+# archive is renamed into place atomically; its name carries the hash of the sources it was built from
+# (Dockerfile, pyproject.toml, README.md, dataplane/, operator/), so an unchanged tree is a no-op.
 set -euo pipefail
 
 main() {
@@ -26,7 +30,7 @@ main() {
   for arg in "$@"; do
     case "$arg" in
       --force) force=1 ;;
-      -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
       *) echo "build_image.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
   done
@@ -80,10 +84,15 @@ main() {
   build_base
   log "base ready after $((SECONDS - started))s"
 
+  local wheel
+  wheel="$(bash "$REPO/dataplane/native/build-wheel.sh" "$WORK/native-wheel/wheels")"
+  log "wheel $(basename "$wheel") ready after $((SECONDS - started))s"
+
   local revision
   revision="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  log "buildah bud $TAG (PYTHON_BASE=$BASE_NAME)"
+  log "buildah bud $TAG (PYTHON_BASE=$BASE_NAME, native-wheel from $WORK/native-wheel)"
   "${BUILDAH[@]}" bud --isolation chroot --network host --pull-never --layers=false \
+      --build-context "native-wheel=$WORK/native-wheel" \
       --build-arg "PYTHON_BASE=$BASE_NAME" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$revision" \
       -t "$TAG" -f "$REPO/Dockerfile" "$REPO" >&2
   log "image built after $((SECONDS - started))s"

@@ -4,7 +4,7 @@
 #   localhost/pause:lab          the sandbox image, pause.c from the k8s.io/kubernetes module, gcc -static
 #   localhost/otelcol:<ver>      the upstream collector of e2e/build_otelcol.sh (static binary only)
 #   localhost/telemetrygen:<ver> upstream telemetrygen, same release
-#   localhost/ringleader:lab     Debian bookworm minbase + python3 + this project (pip install .)
+#   localhost/ringleader:lab     Debian bookworm minbase + python3 + this project's wheel (dataplane/native/build-wheel.sh)
 #   localhost/loadgen:lab        the same base + the OpenTelemetry SDK + e2e/loadgen.py, e2e/lab_loadgen.py
 #
 # The Python images share one base layer (debootstrap --variant=minbase, built once).  Images are
@@ -195,11 +195,12 @@ build_ringleader() {
   local key; key="$(project_key)"
   fresh "$key" ringleader && return 0
   build_base
-  log "ringleader: installing the project into the base image"
+  log "ringleader: installing the project's wheel (native extension included) into the base image"
   STAGE="$ROOT/stage.ringleader.$$"; rm -rf "$STAGE"; mkdir -p "$STAGE"
-  (cd "$REPO" && cp -a pyproject.toml README.md dataplane "$STAGE/" && { [[ ! -d operator ]] || cp -a operator "$STAGE/"; })
-  find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
-  python_image ringleader ringleader localhost/ringleader:lab "$key" /app
+  # The base has no Rust toolchain (Debian's rustc is too old anyway): the wheel is built here, with the
+  # machine's cargo, by the script the Dockerfile's Rust stage runs.
+  bash "$REPO/dataplane/native/build-wheel.sh" "$STAGE" >/dev/null
+  python_image ringleader ringleader localhost/ringleader:lab "$key" "--only-binary=:all: /app/ringleader-*.whl"
   rm -rf "$STAGE"
 }
 

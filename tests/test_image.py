@@ -7,7 +7,9 @@ the root filesystem mounted read-only, the way a pod with ``readOnlyRootFilesyst
 - both console scripts answer ``--help``;
 - the process runs as uid/gid 65532, not root, and cannot write to its root filesystem;
 - the data plane starts from a config and answers ``/healthz`` and ``/metrics`` (only ``/tmp`` is writable);
-- the final stage has no pip and no compiler; the OCI labels carry the version and the source.
+- the native data path is in it: the image's Python imports ``dataplane._native`` from the virtualenv (the
+  wheel of ``dataplane/native/build-wheel.sh``, installed by the Dockerfile's Python stage);
+- the final stage has no pip, no compiler and no Rust toolchain; the OCI labels carry the version and the source.
 """
 
 from __future__ import annotations
@@ -177,14 +179,34 @@ def test_data_plane_starts_and_answers_with_a_read_only_root(image: Image, tmp_p
     assert "exit 0" in proc.stdout
 
 
+NATIVE_PROBE = """\
+import dataplane._native as native, importlib.metadata as md
+print(native.__file__)
+print(sorted(name for name in dir(native) if not name.startswith("_")))
+print(md.distribution("ringleader").read_text("WHEEL"))
+"""
+
+
+def test_native_extension_is_in_the_image(image: Image) -> None:
+    proc = image.run(["python3", "-c", NATIVE_PROBE])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert re.fullmatch(r"/opt/ringleader/lib/python3\.\d+/site-packages/dataplane/_native\.abi3\.so", lines[0]), lines
+    assert "RingTable" in lines[1] and "WireSplitter" in lines[1], lines[1]
+    # Installed from the wheel build-wheel.sh tagged for the glibc its symbols need (bookworm has 2.36).
+    tag = re.search(r"^Tag: cp311-abi3-manylinux_2_(\d+)_x86_64$", proc.stdout, re.M)
+    assert tag is not None and int(tag.group(1)) <= 36, proc.stdout
+
+
 def test_final_stage_has_no_package_installer_or_compiler(image: Image) -> None:
-    probe = (
-        "import importlib.util as u, shutil\n"
-        "print(u.find_spec('pip'), [shutil.which(c) for c in ('pip', 'pip3', 'gcc', 'cc')])"
-    )
+    tools = ("pip", "pip3", "gcc", "cc", "cargo", "rustc", "rustup")
+    probe = f"import importlib.util as u, shutil\nprint(u.find_spec('pip'), [shutil.which(c) for c in {tools!r}])"
     proc = image.run(["python3", "-c", probe])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "None [None, None, None, None]"
+    assert proc.stdout.strip() == f"None {[None] * len(tools)}"
+    # Where the official Rust image keeps its toolchain (CARGO_HOME, RUSTUP_HOME).
+    proc = image.run(["sh", "-c", "ls -d /usr/local/cargo /usr/local/rustup 2>&1; true"])
+    assert proc.stdout.count("No such file or directory") == 2, proc.stdout
 
 
 def test_oci_labels_carry_version_and_source(image: Image) -> None:
