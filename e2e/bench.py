@@ -412,6 +412,7 @@ def measure(
         if callable(rate):
             rate = rate(row)
         if latency and rate:
+            tree.window()
             n = max(100, int(rate * plan.latency_seconds))
             timing = work / f"{shape.name}-{side}-timing.txt"
             lat = send(tool, target, req_file, n, seq, rate=rate, timing_file=timing)
@@ -427,6 +428,7 @@ def measure(
                 p50_ms=percentile(lats, 50),
                 p99_ms=percentile(lats, 99),
                 latency_retries=lat.retries,
+                peak_rss_mib_at_rate=tree.window() if balancer else None,
             )
             row["retries"] += lat.retries
             row["send_failures"] += lat.failed
@@ -564,7 +566,7 @@ def report(data: dict[str, Any]) -> str:
         out.append(
             f"| {r['shape']} | {side} | {r['spans']:,} | {_f(r['cpu_s'] or None, '.2f')} "
             f"| {_f(r['spans_per_cpu_s'])} | {_f(r['spans_per_wall_s'])} "
-            f"| {_f(r['peak_rss_mib'])} ({r['max_processes']}) "
+            f"| {_f(r['peak_rss_mib'])} / {_f(r.get('peak_rss_mib_at_rate'))} ({r['max_processes']}) "
             f"| {_f(r.get('p50_ms'), '.2f')} / {_f(r.get('p99_ms'), '.2f')} | {_f(r.get('rate_spans_per_s'))} "
             f"| {r['sender_cpu_s']:.2f} | {r['sink_cpu_s']:.2f} | {r['exports']:,} | {r['retries']} | {delivered} "
             f"| {r['load_avg_1m']:.1f} |"
@@ -574,7 +576,7 @@ def report(data: dict[str, Any]) -> str:
         "Ratios (same run; spans per CPU-second of the balancer's processes; added latency = percentile "
         "through the side minus the same percentile of `direct` at the same rate, half of upstream's capacity):\n",
         f"| shape | ringleader / upstream | ringleader / {base} | {base} / upstream | p99 added ms: ringleader "
-        f"| upstream | {base} | peak RSS MiB: ringleader | upstream | {base} | direct / ringleader capacity |",
+        f"| upstream | {base} | peak RSS MiB at rate: ringleader | upstream | {base} | direct / ringleader capacity |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by = {(r["shape"], r["side"]): r for r in rows}
@@ -590,7 +592,8 @@ def report(data: dict[str, Any]) -> str:
         out.append(
             f"| {shape} | {_ratio(eff(rl), eff(up))} | {_ratio(eff(rl), eff(py))} | {_ratio(eff(py), eff(up))} "
             f"| {_f(added(rl, 'p99_ms'), '.2f')} | {_f(added(up, 'p99_ms'), '.2f')} | {_f(added(py, 'p99_ms'), '.2f')} "
-            f"| {_f(rl.get('peak_rss_mib'))} | {_f(up.get('peak_rss_mib'))} | {_f(py.get('peak_rss_mib'))} "
+            f"| {_f(rl.get('peak_rss_mib_at_rate'))} | {_f(up.get('peak_rss_mib_at_rate'))} "
+            f"| {_f(py.get('peak_rss_mib_at_rate'))} "
             f"| {_ratio(di.get('spans_per_wall_s'), rl.get('spans_per_wall_s'))} |"
         )
     threads = data["threads"]
@@ -633,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shapes is None:
         args.shapes = "1000x4-none,100x20-gzip" if args.quick else ",".join(SHAPES)
     if args.requests is None:
-        args.requests = 40 if args.quick else 300
+        args.requests = 40 if args.quick else 400
     if args.latency_seconds is None:
         args.latency_seconds = 1.0 if args.quick else 4.0
     if args.quick:

@@ -286,13 +286,15 @@ class ProcessTree:
     """CPU and memory of a process and its descendants (all processes of one side of a benchmark).
 
     ``cpu()`` reads a snapshot; the CPU spent between two snapshots is :meth:`cpu_since`. A background
-    thread samples the summed RSS of the tree every ``interval`` seconds: ``peak_rss_mib``.
+    thread samples the summed RSS of the tree every ``interval`` seconds: ``peak_rss_mib`` over the
+    whole life, :meth:`window` over a part of it.
     """
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_rss_mib = 0.0
+        self._window_peak = 0.0
         self.max_processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -305,11 +307,18 @@ class ProcessTree:
         self._stop.set()
         self._thread.join(5)
 
+    def window(self) -> float:
+        """The peak since the last call (or start), then start a new window; :attr:`peak_rss_mib` keeps the max."""
+        peak, self._window_peak = self._window_peak, 0.0
+        return peak
+
     def _sample(self) -> None:
         while not self._stop.is_set():
             pids = descendants(self.pid)
             self.max_processes = max(self.max_processes, len(pids))
-            self.peak_rss_mib = max(self.peak_rss_mib, sum(rss_mib(p) for p in pids))
+            rss = sum(rss_mib(p) for p in pids)
+            self.peak_rss_mib = max(self.peak_rss_mib, rss)
+            self._window_peak = max(self._window_peak, rss)
             self._stop.wait(self.interval)
 
     def cpu(self) -> dict[int, float]:
