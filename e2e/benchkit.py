@@ -10,7 +10,8 @@ that a small, non-timed test (tests/test_bench_harness.py) can prove the instrum
 - :func:`send`: replays pre-serialized requests over raw gRPC, closed loop (``concurrency`` in flight)
   or open loop (``rate`` requests per second). Request ``i`` carries sequence number ``seq_start + i``
   in the last 8 bytes of every trace ID, so each request's traces are unique and the sinks can say
-  which request every span belongs to.
+  which request every span belongs to. Open loop, ``mirror`` sends a copy of every request at the same
+  moment to a second target (sequence number + ``MIRROR_OFFSET``): the direct path to pair it with.
 - :func:`check_delivery`: every sequence number sent got exactly its spans: no loss, no duplicates.
 - :class:`ProcessTree`: user + system CPU (``/proc/<pid>/stat``) of a process and all its descendants
   (helpers such as Ringleader's ring worker), and the sampled peak of their summed resident memory.
@@ -39,6 +40,7 @@ from typing import Any
 E2E_DIR = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+MIRROR_OFFSET = 1 << 62  # sequence number of request i's mirrored copy: seq_start + i + MIRROR_OFFSET
 
 
 def benchtool() -> Path:
@@ -145,6 +147,7 @@ class Sent:
     cpu_s: float
     seq_start: int
     first_error: str = ""
+    mirror_failed: int = 0
     timings: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
@@ -162,6 +165,7 @@ def send(
     concurrency: int = 8,
     rate: float = 0.0,
     timing_file: Path | None = None,
+    mirror: str = "",
     timeout: float = 600.0,
 ) -> Sent:
     """Send ``count`` requests (closed loop, or open loop at ``rate`` per second) and wait for all answers."""
@@ -169,6 +173,8 @@ def send(
     args += ["--seq-start", str(seq_start), "--concurrency", str(concurrency), "--rate", str(rate)]
     if timing_file is not None:
         args += ["--timing", str(timing_file)]
+    if mirror:
+        args += ["--mirror", mirror, "--mirror-offset", str(MIRROR_OFFSET)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"benchtool send failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -183,6 +189,7 @@ def send(
         cpu_s=float(s["total_cpu_s"]),
         seq_start=seq_start,
         first_error=str(s.get("first_error", "")),
+        mirror_failed=int(s.get("mirror_failed", 0)),
     )
     if timing_file is not None:
         for line in timing_file.read_text().splitlines():

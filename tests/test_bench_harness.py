@@ -143,6 +143,7 @@ def test_ringleader_side_delivers_every_span_and_is_measured(tool: Path, tmp_pat
     assert row["lost_spans"] == row["duplicated_spans"] == 0
     assert row["cpu_s"] > 0 and row["processes"] >= 1 and row["peak_rss_mib"] > 10
     assert row["latency_requests"] == 100 and row["p99_ms"] >= row["p50_ms"] > 0
+    assert row["added_pairs"] == 100 and row["added_p99_ms"] >= row["added_p50_ms"]  # every request paired
     assert sum(row["spans_per_backend"]) == row["delivered_spans"]
 
 

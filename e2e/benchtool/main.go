@@ -17,7 +17,8 @@
 //	    (so every request's traces are distinct and the sinks can tell requests apart). Closed loop with
 //	    C requests in flight, or, with --rate, open loop: request i is due at start + i/R and is sent
 //	    then whatever is in flight (latency is measured from the due time, so a late sender cannot hide
-//	    queueing). UNAVAILABLE and RESOURCE_EXHAUSTED are retried after 10 ms (counted), as an SDK would.
+//	    queueing). --mirror sends, in open loop, a copy of each request at the same moment to a second
+//	    target (sequence number + --mirror-offset): the direct path that added latency is paired with. UNAVAILABLE and RESOURCE_EXHAUSTED are retried after 10 ms (counted), as an SDK would.
 //	    --timing writes "seq due_unix_ns done_unix_ns" per request. Prints a JSON summary, with its own
 //	    CPU time (getrusage), on stdout.
 package main
@@ -336,6 +337,8 @@ func runSend(args []string) error {
 	concurrency := fs.Int("concurrency", 8, "requests in flight (closed loop)")
 	rate := fs.Float64("rate", 0, "requests per second (open loop); 0: closed loop")
 	timing := fs.String("timing", "", "file for per-request timings")
+	mirror := fs.String("mirror", "", "open loop: also send each request, at the same moment, to this host:port")
+	mirrorOffset := fs.Uint64("mirror-offset", 1<<62, "added to the sequence numbers of the mirrored copies")
 	_ = fs.Parse(args)
 	templates, err := loadTemplates(*reqFile)
 	if err != nil {
@@ -347,12 +350,35 @@ func runSend(args []string) error {
 		return err
 	}
 	defer conn.Close()
+	mirrorConn := conn
+	if *mirror != "" {
+		mirrorConn, err = grpc.NewClient(*mirror, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			return err
+		}
+		defer mirrorConn.Close()
+	}
 
-	var retries, failed, spans atomic.Int64
+	var retries, failed, spans, mirrorFailed atomic.Int64
 	due := make([]int64, *count)
 	done := make([]int64, *count)
 	var firstErr atomic.Value
 	pool := sync.Pool{New: func() any { return new([]byte) }}
+	sendMirror := func(i int) {
+		t := templates[i%len(templates)]
+		buf := append([]byte(nil), t.data...)
+		seq := *seqStart + uint64(i) + *mirrorOffset
+		for _, off := range t.offsets {
+			binary.BigEndian.PutUint64(buf[off+8:off+16], seq)
+		}
+		var resp []byte
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := mirrorConn.Invoke(ctx, traceExport, &buf, &resp); err != nil {
+			mirrorFailed.Add(1)
+		}
+	}
 	sendOne := func(i int) {
 		t := templates[i%len(templates)]
 		bp := pool.Get().(*[]byte)
@@ -401,6 +427,10 @@ func runSend(args []string) error {
 			due[i] = at.UnixNano()
 			wg.Add(1)
 			go func(i int) { defer wg.Done(); sendOne(i) }(i)
+			if *mirror != "" {
+				wg.Add(1)
+				go func(i int) { defer wg.Done(); sendMirror(i) }(i)
+			}
 		}
 		wg.Wait()
 		defer func() { fmt.Fprintf(os.Stderr, "max dispatch lateness %v\n", maxLate) }()
@@ -441,8 +471,15 @@ func runSend(args []string) error {
 		}
 	}
 	summary := map[string]any{
-		"requests": *count, "spans": spans.Load(), "retries": retries.Load(), "failed": failed.Load(),
-		"wall_s": wall, "cpu_s": cpu, "start_unix_ns": start.UnixNano(), "total_cpu_s": cpuSeconds(),
+		"requests":      *count,
+		"spans":         spans.Load(),
+		"retries":       retries.Load(),
+		"failed":        failed.Load(),
+		"mirror_failed": mirrorFailed.Load(),
+		"wall_s":        wall,
+		"cpu_s":         cpu,
+		"start_unix_ns": start.UnixNano(),
+		"total_cpu_s":   cpuSeconds(),
 	}
 	if e := firstErr.Load(); e != nil {
 		summary["first_error"] = e
