@@ -192,4 +192,3 @@ async def wait_for_room(queue: SendingQueue, deadline: float | None) -> bool:
     except TimeoutError:
         return False
     return True
-

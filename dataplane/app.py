@@ -29,6 +29,7 @@ from .health import HealthServer
 from .memory import MemoryBudget, default_limit
 from .receiver import GRPCReceiver, HTTPReceiver, Intake
 from .resolvers import build_resolver
+from .runtime import configure as configure_runtime
 from .telemetry import LOG_INTERVAL, Telemetry
 
 log = logging.getLogger("ringleader")
@@ -39,6 +40,7 @@ class DataPlane:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.worker_threads = configure_runtime(cfg.data_path)
         self.telemetry = Telemetry()
         self.telemetry.registry.register(
             CollectorSelfMetrics(
@@ -79,12 +81,13 @@ class DataPlane:
         self._listening = True
         route = self.balancer.route
         log.info(
-            "ringleader data plane ready: grpc=%s http=%s telemetry=%s signals=%s backends=%d",
+            "ringleader data plane ready: grpc=%s http=%s telemetry=%s signals=%s backends=%d worker_threads=%d",
             self.grpc.port if self.grpc else "-",
             self.http.port if self.http else "-",
             self.admin.port if self.admin else "-",
             ",".join(self.cfg.signals),
             len(route.ring.endpoints) if route else 0,
+            self.worker_threads,
         )
 
     def request_stop(self) -> None:

@@ -3,7 +3,7 @@
 :class:`BackendSet` is what the resolver talks to. It holds the current
 :class:`Route` (a hash ring plus the backend objects its owners map to) and swaps
 it atomically when the resolver reports a new set, so a change never blocks the
-data path: the ring is built by the ring worker (:mod:`dataplane.ring_worker`)
+data path: the ring is built natively on a thread (:mod:`dataplane.ring_worker`)
 and requests keep using the old route until the new one is complete.
 
 A backend that joins gets its gRPC client and, with ``protocol.otlp.sending_queue``

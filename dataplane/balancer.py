@@ -152,9 +152,7 @@ class LoadBalancer:
         """Validate and split a request (raises MalformedError / InvalidRequestError)."""
         route = self._backends.route
         splitter = self.splitters[signal]
-        if route is None:
-            return None, splitter.split(data, _validate_only)
-        return route, splitter.split(data, route.ring.lookup)
+        return route, splitter.split_ring(data, None if route is None else route.ring)
 
     async def consume(
         self, signal: str, data: bytes, route: Route | None, split: Split, deadline: float | None = None
@@ -230,8 +228,3 @@ class LoadBalancer:
         await shutdown.drain(
             queues, self._tasks, self._rerouter, backends, self._backends.ring_builder, self.telemetry, drain_timeout
         )
-
-
-def _validate_only(key: bytes) -> int:
-    """A lookup used when no ring exists yet: the split only validates the request."""
-    return 0

@@ -163,11 +163,13 @@ class CollectorSelfMetrics(Collector):
         size, capacity = self._queue_totals(samples)
         if capacity:
             size_family = GaugeMetricFamily(
-                "otelcol_exporter_queue_size", "Current size of the retry queue (in batches).",
+                "otelcol_exporter_queue_size",
+                "Current size of the retry queue (in batches).",
                 labels=["data_type", "exporter"],
             )
             capacity_family = GaugeMetricFamily(
-                "otelcol_exporter_queue_capacity", "Fixed capacity of the retry queue (in batches).",
+                "otelcol_exporter_queue_capacity",
+                "Fixed capacity of the retry queue (in batches).",
                 labels=["data_type", "exporter"],
             )
             for signal in self._signals:

@@ -217,12 +217,20 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
+class DataPathConfig:
+    """Ringleader extension ``data_path``: the native data path's threads (see :mod:`dataplane.runtime`)."""
+
+    worker_threads: int | None = None  # None: the CPUs the process may use, at least 1
+
+
+@dataclass(frozen=True)
 class Config:
     receivers: ReceiverConfig
     exporter: LoadBalancingConfig
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    data_path: DataPathConfig = field(default_factory=DataPathConfig)
     signals: tuple[str, ...] = SIGNALS
     """Signals the data plane accepts: from service.pipelines when given, else every signal
     the routing key supports."""

@@ -179,4 +179,3 @@ def _honour_retry_info(delay: float | None, exc: ExportError) -> float | None:
     if delay is None or exc.retry_after is None:
         return delay
     return max(delay, exc.retry_after)
-

@@ -160,4 +160,3 @@ class MemoryBudget:
         if self._used < 0:  # an accounting bug must not make the budget grow
             log.error("memory budget released %d bytes more than it held", -self._used)
             self._used = 0
-

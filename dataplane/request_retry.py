@@ -95,7 +95,7 @@ class RequestRetry:
                     if r is None:
                         failures.append(PartFailure(b, True, "no_backends", "no backends are available"))
                         continue
-                    s = self._splitters[b.signal].split(b.payload, r.ring.lookup)
+                    s = self._splitters[b.signal].split_ring(b.payload, r.ring)
                 failures.extend(await self._admission.dispatch(b.signal, r, s, b, timeout, deadline, progress))
             final.extend(f for f in failures if not f.retryable)
             retry = [f for f in failures if f.retryable]

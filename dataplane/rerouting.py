@@ -62,7 +62,7 @@ class Rerouter:
             return
         for batch in batches:
             self._telemetry.items_rerouted.labels(signal=batch.signal).inc(batch.items)
-            split = self._splitters[batch.signal].split(batch.payload, route.ring.lookup)
+            split = self._splitters[batch.signal].split_ring(batch.payload, route.ring)
             for idx, (payload, items) in split.parts.items():
                 backend = route.backends[idx]
                 part = Batch(batch.signal, payload, items)

@@ -356,6 +356,7 @@ class Telemetry:
         """The exposition: ``otelcol_*`` counters without ``_total``, as upstream writes them."""
         return render(self.registry)
 
+
 class _LogSummary:
     """What happened under one key (refusal or drop reason) since its last log line."""
 

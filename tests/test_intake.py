@@ -11,6 +11,7 @@ import pytest
 from dataplane.balancer import LoadBalancer
 from dataplane.config_model import LoadBalancingConfig, StaticResolverConfig
 from dataplane.receiver import Intake, _Refusal
+from dataplane.ring import Ring
 from dataplane.routing import Lookup, Split
 from dataplane.telemetry import Telemetry
 from e2e.bench import build_request
@@ -23,6 +24,9 @@ class _BrokenSplitter:
     key = "traceID"
 
     def split(self, data: bytes, lookup: Lookup) -> Split:
+        raise KeyError("a bug")
+
+    def split_ring(self, data: bytes, ring: Ring | None) -> Split:
         raise KeyError("a bug")
 
 

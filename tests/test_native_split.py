@@ -275,3 +275,12 @@ def test_native_nesting_limit_is_the_runtimes(signal: str, key: str) -> None:
         native, python = _both(signal, key, payload, "ringleader", 3, 0)
         _assert_identical(native, python)
         assert isinstance(native, Split) == (levels <= limit), levels
+
+
+def test_without_a_ring_the_native_splitter_only_validates() -> None:
+    """Before the resolver found a backend, a request is still checked (and split to part 0)."""
+    splitter = NativeSplitter("traces", "traceID")
+    split = splitter.split_ring(_envelope("traces"), None)
+    assert list(split.parts) == [0] and split.items > 0
+    with pytest.raises(MalformedError):
+        splitter.split_ring(b"\xff\xff", None)

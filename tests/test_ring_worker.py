@@ -1,34 +1,31 @@
-"""The ring-builder worker process lives and dies with its data plane."""
+"""Rings are built on a thread with the native builder: the data plane is one process."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from tests.harness import DataPlaneProcess, static_config, wait_until
+from tests.harness import DataPlaneProcess, SinkProcess, grpc_export, static_config, trace_request
 
 
 def _children(pid: int) -> list[int]:
     children: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        children.extend(int(c) for c in text)
+        children.extend(int(c) for c in (task / "children").read_text().split())
     return children
 
 
-def _alive(pid: int) -> bool:
+def test_the_data_plane_starts_no_helper_process_and_swaps_rings(tmp_path: Path) -> None:
+    sinks = [SinkProcess(tmp_path, f"s{i}").start() for i in range(2)]
+    dp = DataPlaneProcess(tmp_path, static_config([s.endpoint for s in sinks])).start()
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def test_a_killed_data_plane_takes_its_ring_worker_with_it(tmp_path: Path) -> None:
-    dp = DataPlaneProcess(tmp_path, static_config(["127.0.0.1:1", "127.0.0.1:2"])).start()
-    assert dp.proc is not None
-    workers = wait_until(lambda: _children(dp.proc.pid), 10, what="the ring-builder worker")  # type: ignore[union-attr]
-    assert all(_alive(w) for w in workers)
-    dp.stop()  # SIGKILL: no chance to shut the pool down
-    wait_until(lambda: not any(_alive(w) for w in workers), 10, what="the worker to exit with its parent")
-    assert os.getpid() not in workers
+        assert dp.proc is not None
+        code, _ = grpc_export(
+            dp.grpc_endpoint, "traces", trace_request([(bytes([i]) * 16, bytes([i]) * 8) for i in range(1, 9)])
+        )
+        assert code.name == "OK"
+        assert dp.metric("ringleader_ring_version") >= 1
+        assert _children(dp.proc.pid) == []  # no ring worker, no multiprocessing resource tracker
+    finally:
+        dp.stop()
+        for s in sinks:
+            s.stop()

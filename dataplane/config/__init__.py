@@ -47,7 +47,7 @@ A Grafana Alloy file (``*.alloy``) is read as the collector config it describes
 
 Layout: one private module per part of the file (``_receivers``, ``_exporters``,
 ``_resolvers``, ``_otlp``, ``_sending``, ``_coalesce``, ``_ejection``, ``_service``,
-``_collector``, ``_telemetry``, ``_shutdown``, ``_memory``, ``_alloy``) over the shared
+``_collector``, ``_telemetry``, ``_shutdown``, ``_memory``, ``_data_path``, ``_alloy``) over the shared
 layers that read it (``_yaml``, ``_env``, ``_units``, ``_values``, ``_components``).
 """
 
@@ -60,6 +60,7 @@ from typing import cast
 from ..config_model import Config
 from ._alloy import alloy_to_collector
 from ._collector import check_connectors, parse_extensions, parse_processors
+from ._data_path import parse_data_path
 from ._env import expand
 from ._errors import ConfigError
 from ._exporters import parse_exporters
@@ -84,6 +85,7 @@ _TOP_LEVEL = (
     "telemetry",
     "shutdown",
     "memory",
+    "data_path",
 )
 
 
@@ -107,6 +109,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     health_check = parse_extensions(root, service, telemetry.endpoint)
     shutdown = parse_shutdown(root.get("shutdown"))
     memory = parse_memory(root.get("memory"), memory_limit)
+    data_path = parse_data_path(root.get("data_path"))
     root.done()
     return Config(
         receivers=receivers,
@@ -114,6 +117,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         telemetry=telemetry,
         shutdown=shutdown,
         memory=memory,
+        data_path=data_path,
         signals=signals,
         health_check=health_check,
         receiver_id=receiver_id,

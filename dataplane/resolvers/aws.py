@@ -123,9 +123,7 @@ class AWSCloudMapResolver(PollingResolver):
     def _get_client(self) -> Any:
         if self._client is None:
             region = self._session.region_name or os.environ.get("AWS_REGION") or _DEFAULT_REGION
-            self._client = self._session.client(
-                "servicediscovery", region_name=region, config=self._client_config
-            )
+            self._client = self._session.client("servicediscovery", region_name=region, config=self._client_config)
         return self._client
 
     def _fetch_instances(self) -> list[Mapping[str, Any]]:
@@ -143,8 +141,7 @@ class AWSCloudMapResolver(PollingResolver):
         if len(instances) < self._max_results:
             log.debug("aws resolver: DiscoverInstances returned %d instance(s)", len(instances))
             return instances
-        log.debug("aws resolver: DiscoverInstances answer is full (%d), listing the whole service",
-                  len(instances))
+        log.debug("aws resolver: DiscoverInstances answer is full (%d), listing the whole service", len(instances))
         try:
             return self._list_all_instances(client)
         except client.exceptions.ServiceNotFound:
@@ -213,9 +210,7 @@ class AWSCloudMapResolver(PollingResolver):
                         continue
                     checked = service.get("HealthCheckConfig") or service.get("HealthCheckCustomConfig")
                     return _ServiceRef(service_ref, has_health_check=bool(checked))
-        raise ResolverError(
-            f"Cloud Map service {self._cfg.service_name!r} not found in namespace {namespace!r}"
-        )
+        raise ResolverError(f"Cloud Map service {self._cfg.service_name!r} not found in namespace {namespace!r}")
 
     # -- back on the event loop --------------------------------------------------------
     def _endpoints_of(self, instances: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -240,9 +235,7 @@ class AWSCloudMapResolver(PollingResolver):
             endpoints.append(join_host_port(ip, port))
         self._report_skipped(skipped, len(instances))
         if instances and not endpoints:
-            raise ResolverError(
-                f"{len(instances)} instance(s) found but none usable: {_describe(skipped)}"
-            )
+            raise ResolverError(f"{len(instances)} instance(s) found but none usable: {_describe(skipped)}")
         return endpoints
 
     def _report_skipped(self, skipped: Counter[str], found: int) -> None:
@@ -250,9 +243,14 @@ class AWSCloudMapResolver(PollingResolver):
         report = tuple(sorted(skipped.items()))
         # Log when the picture changes, not every interval.
         if report and report != self._last_skip_report:
-            log.warning("aws resolver: skipped %d of %d instance(s) of %s/%s: %s",
-                        skipped.total(), found, self._cfg.namespace, self._cfg.service_name,
-                        _describe(skipped))
+            log.warning(
+                "aws resolver: skipped %d of %d instance(s) of %s/%s: %s",
+                skipped.total(),
+                found,
+                self._cfg.namespace,
+                self._cfg.service_name,
+                _describe(skipped),
+            )
         self._last_skip_report = report
 
 

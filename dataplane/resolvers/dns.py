@@ -127,9 +127,7 @@ class DNSResolver(PollingResolver):
 
     kind = "dns"
 
-    def __init__(
-        self, telemetry: Telemetry, cfg: DNSResolverConfig, *, resolv_conf: str = "/etc/resolv.conf"
-    ) -> None:
+    def __init__(self, telemetry: Telemetry, cfg: DNSResolverConfig, *, resolv_conf: str = "/etc/resolv.conf") -> None:
         if not cfg.hostname:
             raise ValueError("dns resolver: no hostname specified to resolve the backends")
         if cfg.srv and cfg.port:
@@ -204,9 +202,7 @@ class DNSResolver(PollingResolver):
             raise ResolverError(f"SRV lookup needs a DNS server: no nameserver in {self._resolv_conf}")
         return [DNSClient(ns, self.timeout) for ns in conf.nameservers], conf.candidates(self.cfg.hostname)
 
-    async def _query_srv(
-        self, clients: Sequence[DNSClient], names: Sequence[str]
-    ) -> tuple[DNSClient, Response, str]:
+    async def _query_srv(self, clients: Sequence[DNSClient], names: Sequence[str]) -> tuple[DNSClient, Response, str]:
         """The first name with SRV records, asked of the first server that answers."""
         errors: list[str] = []
         for client in clients:
@@ -216,9 +212,7 @@ class DNSResolver(PollingResolver):
                     if any(rr.rtype == RRType.SRV for rr in response.answers):
                         return client, response, name
                 # Every candidate name is absent: an answer, not a failure of this server.
-                raise ResolverError(
-                    f"lookup {self.cfg.hostname} SRV: no such records (tried {', '.join(names)})"
-                )
+                raise ResolverError(f"lookup {self.cfg.hostname} SRV: no such records (tried {', '.join(names)})")
             except DNSError as exc:
                 errors.append(str(exc))  # try the next nameserver, as glibc does
         raise ResolverError(f"lookup {self.cfg.hostname} SRV: {'; '.join(errors)}")
@@ -239,9 +233,7 @@ class DNSResolver(PollingResolver):
         for priority in sorted({r.priority for r in records}):
             group = [r for r in records if r.priority == priority]
             for target in sorted({_norm(r.target) for r in group} - resolved.keys()):
-                resolved[target] = hints.get(target) or await self._lookup_addresses(
-                    client, target, missing_ok=True
-                )
+                resolved[target] = hints.get(target) or await self._lookup_addresses(client, target, missing_ok=True)
             endpoints = [format_endpoint(a, r.port) for r in group for a in resolved[_norm(r.target)]]
             if endpoints:
                 return endpoints

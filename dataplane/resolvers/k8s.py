@@ -134,11 +134,16 @@ class K8sResolver(Resolver):
 
     kind = "k8s"
 
-    def __init__(self, telemetry: Telemetry, cfg: K8sResolverConfig, *,
-                 kubeconfig: str | None = None,
-                 serviceaccount_dir: str = SERVICEACCOUNT_DIR,
-                 environ: Mapping[str, str] | None = None,
-                 watch_timeout: int | None = None) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        cfg: K8sResolverConfig,
+        *,
+        kubeconfig: str | None = None,
+        serviceaccount_dir: str = SERVICEACCOUNT_DIR,
+        environ: Mapping[str, str] | None = None,
+        watch_timeout: int | None = None,
+    ) -> None:
         super().__init__(telemetry)
         self.cfg = cfg
         self.name, self.namespace = parse_service(cfg.service, serviceaccount_dir)
@@ -184,8 +189,7 @@ class K8sResolver(Resolver):
                         delivered = await self._watch()
                     except WatchInterrupted as exc:
                         # Not a failure yet: the re-watch right after decides.
-                        log.info("k8s resolver: %s; resuming from resourceVersion %s",
-                                 exc, self._resource_version)
+                        log.info("k8s resolver: %s; resuming from resourceVersion %s", exc, self._resource_version)
                         delivered = False
                     if not delivered and asyncio.get_running_loop().time() - started < 1.0:
                         # A watch that ends or breaks at once must not make us spin.
@@ -194,8 +198,9 @@ class K8sResolver(Resolver):
                     raise
                 except KubeAPIError as exc:
                     if exc.expired:
-                        log.info("k8s resolver: resourceVersion %s expired (%s); re-listing",
-                                 self._resource_version, exc)
+                        log.info(
+                            "k8s resolver: resourceVersion %s expired (%s); re-listing", self._resource_version, exc
+                        )
                         self._resource_version = None
                         continue
                     self._record_failure(self._describe(exc))
@@ -221,22 +226,24 @@ class K8sResolver(Resolver):
     # -- API ----------------------------------------------------------------------------------
     def _get_client(self) -> KubeClient:
         if self._client is None:
-            self._client = KubeClient.from_environment(self._kubeconfig, self._serviceaccount_dir,
-                                                       self._environ)
-            log.info("k8s resolver: watching EndpointSlices of service %s in namespace %s at %s (%s)",
-                     self.name, self.namespace, self._client.host, self._client.source)
+            self._client = KubeClient.from_environment(self._kubeconfig, self._serviceaccount_dir, self._environ)
+            log.info(
+                "k8s resolver: watching EndpointSlices of service %s in namespace %s at %s (%s)",
+                self.name,
+                self.namespace,
+                self._client.host,
+                self._client.source,
+            )
         return self._client
 
     async def _list(self) -> None:
         client = self._get_client()
         try:
-            items, rv = await asyncio.wait_for(
-                client.list(self._path, self._params, self._timeout), self._timeout)
+            items, rv = await asyncio.wait_for(client.list(self._path, self._params, self._timeout), self._timeout)
         except TimeoutError:
             raise KubeAPIError(f"list endpointslices: timed out after {self.cfg.timeout:g}s") from None
         self._slices = {
-            str(item["metadata"]["name"]): SliceView.of(item, self.cfg.return_hostnames,
-                                                        self.name, self.namespace)
+            str(item["metadata"]["name"]): SliceView.of(item, self.cfg.return_hostnames, self.name, self.namespace)
             for item in items
         }
         self._resource_version = rv
@@ -248,8 +255,7 @@ class K8sResolver(Resolver):
         client = self._get_client()
         server_timeout = self._watch_timeout or random.randint(300, 600)
         delivered = False
-        stream = client.watch(self._path, self._params, self._resource_version, self._timeout,
-                              server_timeout)
+        stream = client.watch(self._path, self._params, self._resource_version, self._timeout, server_timeout)
         async with contextlib.aclosing(stream):
             async for event in stream:
                 delivered |= self._apply(event)
@@ -266,8 +272,7 @@ class K8sResolver(Resolver):
         obj = event.get("object") or {}
         meta = obj.get("metadata") or {}
         if kind in ("ADDED", "MODIFIED"):
-            self._slices[str(meta["name"])] = SliceView.of(obj, self.cfg.return_hostnames,
-                                                           self.name, self.namespace)
+            self._slices[str(meta["name"])] = SliceView.of(obj, self.cfg.return_hostnames, self.name, self.namespace)
             self._schedule_flush()
         elif kind == "DELETED":
             self._slices.pop(str(meta["name"]), None)
@@ -282,8 +287,10 @@ class K8sResolver(Resolver):
             return str(exc)
         text = " ".join((str(exc) or type(exc).__name__).split())  # one line
         if isinstance(exc, KubeAPIError) and exc.status == 403:
-            text += (f" (the resolver needs get, list and watch on endpointslices.discovery.k8s.io "
-                     f"in namespace {self.namespace}; see docs/resolvers/k8s.md)")
+            text += (
+                f" (the resolver needs get, list and watch on endpointslices.discovery.k8s.io "
+                f"in namespace {self.namespace}; see docs/resolvers/k8s.md)"
+            )
         if not isinstance(exc, KubeAPIError):
             text = f"service {self.name}.{self.namespace}: {type(exc).__name__}: {text}"
         return text
@@ -306,8 +313,7 @@ class K8sResolver(Resolver):
         now = loop.time()
         if self._dirty_since is None:
             self._dirty_since = now
-        deadline = min(now + self.cfg.debounce,
-                       self._dirty_since + MAX_DEBOUNCE_PERIODS * self.cfg.debounce)
+        deadline = min(now + self.cfg.debounce, self._dirty_since + MAX_DEBOUNCE_PERIODS * self.cfg.debounce)
         if self._flush_timer is not None:
             self._flush_timer.cancel()
         self._flush_timer = loop.call_at(deadline, self._flush)
@@ -322,9 +328,14 @@ class K8sResolver(Resolver):
         self._cancel_flush()
         missing = sum(v.missing_hostname for v in self._slices.values())
         if missing and missing != self._missing_hostnames:
-            log.warning("k8s resolver: %d ready endpoint(s) of service %s.%s have no hostname and are "
-                        "left out (return_hostnames needs pods with a hostname, e.g. a StatefulSet "
-                        "behind a headless Service)", missing, self.name, self.namespace)
+            log.warning(
+                "k8s resolver: %d ready endpoint(s) of service %s.%s have no hostname and are "
+                "left out (return_hostnames needs pods with a hostname, e.g. a StatefulSet "
+                "behind a headless Service)",
+                missing,
+                self.name,
+                self.namespace,
+            )
         self._missing_hostnames = missing
         self._record_success()
         self._publish(self.current_endpoints())

@@ -91,8 +91,7 @@ class _Credentials:
         return None
 
 
-def _load_credentials(kubeconfig: str | None, serviceaccount_dir: str,
-                      environ: Mapping[str, str]) -> _Credentials:
+def _load_credentials(kubeconfig: str | None, serviceaccount_dir: str, environ: Mapping[str, str]) -> _Credentials:
     # Imported lazily: the kubernetes package is slow to import and only this resolver needs it.
     from kubernetes.client import Configuration
     from kubernetes.config.incluster_config import InClusterConfigLoader
@@ -106,14 +105,16 @@ def _load_credentials(kubeconfig: str | None, serviceaccount_dir: str,
         assert path is not None
         try:
             load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, client_configuration=conf, persist_config=False)
+                config_file=path, client_configuration=conf, persist_config=False
+            )
         except Exception as exc:
             raise KubeConfigError(f"cannot load kubeconfig {path}: {exc}") from exc
         source = f"kubeconfig {path}"
     elif environ.get("KUBERNETES_SERVICE_HOST") and (sa / "token").is_file():
         try:
             loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
-                token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt"), environ=environ)
+                token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt"), environ=environ
+            )
             loader.load_and_set(conf)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise KubeConfigError(f"cannot use the pod's service account ({sa}): {exc}") from exc
@@ -123,10 +124,12 @@ def _load_credentials(kubeconfig: str | None, serviceaccount_dir: str,
         if not os.path.isfile(path):
             raise KubeConfigError(
                 "no Kubernetes credentials: not in a pod (KUBERNETES_SERVICE_HOST unset or no "
-                f"{sa}/token), KUBECONFIG unset and {path} missing")
+                f"{sa}/token), KUBECONFIG unset and {path} missing"
+            )
         try:
             load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, client_configuration=conf, persist_config=False)
+                config_file=path, client_configuration=conf, persist_config=False
+            )
         except Exception as exc:
             raise KubeConfigError(f"cannot load kubeconfig {path}: {exc}") from exc
         source = f"kubeconfig {path}"
@@ -140,9 +143,14 @@ def _load_credentials(kubeconfig: str | None, serviceaccount_dir: str,
         if not conf.verify_ssl:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-    return _Credentials(host=host, ssl_context=ctx,
-                        server_hostname=getattr(conf, "tls_server_name", None) or None,
-                        proxy=conf.proxy or None, source=source, configuration=conf)
+    return _Credentials(
+        host=host,
+        ssl_context=ctx,
+        server_hostname=getattr(conf, "tls_server_name", None) or None,
+        proxy=conf.proxy or None,
+        source=source,
+        configuration=conf,
+    )
 
 
 def _status_message(body: bytes) -> tuple[str, str]:
@@ -164,12 +172,14 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None,
-                         serviceaccount_dir: str = SERVICEACCOUNT_DIR,
-                         environ: Mapping[str, str] | None = None) -> KubeClient:
+    def from_environment(
+        cls,
+        kubeconfig: str | None = None,
+        serviceaccount_dir: str = SERVICEACCOUNT_DIR,
+        environ: Mapping[str, str] | None = None,
+    ) -> KubeClient:
         """Find credentials as described in the module docstring. Raises :class:`KubeConfigError`."""
-        return cls(_load_credentials(kubeconfig, serviceaccount_dir,
-                                     os.environ if environ is None else environ))
+        return cls(_load_credentials(kubeconfig, serviceaccount_dir, os.environ if environ is None else environ))
 
     @property
     def host(self) -> str:
@@ -194,8 +204,7 @@ class KubeClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._creds.ssl_context or False))
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._creds.ssl_context or False))
         return self._session
 
     def _url(self, path: str, params: Mapping[str, str]) -> str:
@@ -210,8 +219,9 @@ class KubeClient:
         detail = str(exc) or type(exc).__name__
         return KubeAPIError(f"{verb} {what}: cannot reach the API server at {self._creds.host}: {detail}")
 
-    async def list(self, path: str, params: Mapping[str, str], timeout: float | None,
-                   page_size: int = 500) -> tuple[list[JSON], str]:
+    async def list(
+        self, path: str, params: Mapping[str, str], timeout: float | None, page_size: int = 500
+    ) -> tuple[list[JSON], str]:
         """GET every page of a collection. Returns (items, the list's resourceVersion)."""
         items: list[JSON] = []
         query = dict(params, limit=str(page_size))
@@ -219,16 +229,18 @@ class KubeClient:
         what = path.rsplit("/", 1)[-1]
         while True:
             try:
-                async with session.get(self._url(path, query), headers=await self._headers(),
-                                       proxy=self._creds.proxy,
-                                       server_hostname=self._creds.server_hostname,
-                                       timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                async with session.get(
+                    self._url(path, query),
+                    headers=await self._headers(),
+                    proxy=self._creds.proxy,
+                    server_hostname=self._creds.server_hostname,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as resp:
                     body = await resp.read()
                     if resp.status != 200:
                         raise self._error("list", what, resp.status, body)
             except TimeoutError as exc:
-                raise KubeAPIError(f"list {what}: no answer from {self._creds.host} "
-                                   f"within {timeout}s") from exc
+                raise KubeAPIError(f"list {what}: no answer from {self._creds.host} within {timeout}s") from exc
             except (aiohttp.ClientError, OSError) as exc:
                 raise self._transport_error("list", what, exc) from exc
             page = json.loads(body)
@@ -238,8 +250,14 @@ class KubeClient:
                 return items, str(meta.get("resourceVersion", ""))
             query["continue"] = meta["continue"]
 
-    async def watch(self, path: str, params: Mapping[str, str], resource_version: str,
-                    connect_timeout: float | None, server_timeout: int) -> AsyncGenerator[JSON, None]:
+    async def watch(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        resource_version: str,
+        connect_timeout: float | None,
+        server_timeout: int,
+    ) -> AsyncGenerator[JSON, None]:
         """Stream watch events (``{"type": ..., "object": ...}``) from ``resource_version``.
 
         A stream that breaks after it opened raises :class:`WatchInterrupted`.
@@ -250,17 +268,27 @@ class KubeClient:
         expired). Reads idle for longer than the server timeout plus a
         margin mean a dead connection and raise too.
         """
-        query = dict(params, watch="1", allowWatchBookmarks="true",
-                     resourceVersion=resource_version, timeoutSeconds=str(server_timeout))
+        query = dict(
+            params,
+            watch="1",
+            allowWatchBookmarks="true",
+            resourceVersion=resource_version,
+            timeoutSeconds=str(server_timeout),
+        )
         what = path.rsplit("/", 1)[-1]
         session = self._get_session()
-        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
-                                        sock_connect=connect_timeout, sock_read=server_timeout + 30)
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=server_timeout + 30
+        )
         opened = False
         try:
-            async with session.get(self._url(path, query), headers=await self._headers(),
-                                   proxy=self._creds.proxy, server_hostname=self._creds.server_hostname,
-                                   timeout=timeout) as resp:
+            async with session.get(
+                self._url(path, query),
+                headers=await self._headers(),
+                proxy=self._creds.proxy,
+                server_hostname=self._creds.server_hostname,
+                timeout=timeout,
+            ) as resp:
                 if resp.status != 200:
                     raise self._error("watch", what, resp.status, await resp.read())
                 opened = True
@@ -276,11 +304,15 @@ class KubeClient:
                         event = json.loads(line)
                         if event.get("type") == "ERROR":
                             obj = event.get("object") or {}
-                            raise KubeAPIError(f"watch {what}: {obj.get('message', 'error event')}",
-                                               int(obj.get("code") or 0), str(obj.get("reason") or ""))
+                            raise KubeAPIError(
+                                f"watch {what}: {obj.get('message', 'error event')}",
+                                int(obj.get("code") or 0),
+                                str(obj.get("reason") or ""),
+                            )
                         yield event
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             if opened:
-                raise WatchInterrupted(f"watch {what}: connection to {self._creds.host} lost "
-                                       f"({type(exc).__name__})") from exc
+                raise WatchInterrupted(
+                    f"watch {what}: connection to {self._creds.host} lost ({type(exc).__name__})"
+                ) from exc
             raise self._transport_error("watch", what, exc) from exc

@@ -22,6 +22,8 @@ Two implementations exist and are property-tested to agree:
   field of each item and copies item bytes verbatim, rebuilding the resource and
   scope frames around them. It serves ``traceID``, ``metric``, ``service`` and
   ``resource``: the hot path.
+  The data path runs its native port (:class:`NativeSplitter`, Rust, without the
+  interpreter lock); the Python one is what the property tests compare it with.
 - :class:`DecodeSplitter` decodes the request with the protobuf runtime and builds
   new messages. It is the reference implementation and serves the keys that need
   the whole data model (``streamID``, ``attributes``).
@@ -52,6 +54,7 @@ import random
 from ._decode_split import DecodeSplitter
 from ._items import count_items
 from ._keys import ZERO_TRACE_ID, any_value_to_string, attributes_key, resource_key_bytes, service_name
+from ._native_split import NativeSplitter
 from ._probe import VALUE_FORMS, UnroutableValueError, key_bytes
 from ._split import REQUEST_TYPES, InvalidRequestError, Lookup, Split, Splitter
 from ._wire_split import WireSplitter
@@ -63,6 +66,7 @@ __all__ = [
     "DecodeSplitter",
     "InvalidRequestError",
     "Lookup",
+    "NativeSplitter",
     "Split",
     "Splitter",
     "UnroutableValueError",
@@ -80,7 +84,12 @@ __all__ = [
 def make_splitter(
     signal: str, key: str, routing_attributes: tuple[str, ...] = (), rng: random.Random | None = None
 ) -> Splitter:
-    """The splitter for a signal and key: the wire path where it can serve, else decode."""
+    """The splitter for a signal and key: the native wire path where it can serve, else decode.
+
+    ``rng`` (tests) asks for the Python wire path, whose random choices it seeds.
+    """
     if (signal, key) in WireSplitter.ITEM_KEYS or key in WireSplitter.RESOURCE_KEYS:
-        return WireSplitter(signal, key, rng)
+        if rng is not None:
+            return WireSplitter(signal, key, rng)
+        return NativeSplitter(signal, key)
     return DecodeSplitter(signal, key, routing_attributes, rng)

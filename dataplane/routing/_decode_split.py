@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError
 
@@ -11,13 +11,17 @@ from ..wire import (
     MalformedError,
 )
 from ._keys import SPAN_KIND_NAMES, any_value_to_string, find_attr, log_key, resource_key_bytes, span_key, stream_id
-from ._split import REQUEST_TYPES, InvalidRequestError, Lookup, Split
+from ._split import REQUEST_TYPES, InvalidRequestError, Lookup, Split, validate_only
 
 _FIELDS = {
     "traces": ("resource_spans", "scope_spans", "spans"),
     "logs": ("resource_logs", "scope_logs", "log_records"),
     "metrics": ("resource_metrics", "scope_metrics", "metrics"),
 }
+
+
+if TYPE_CHECKING:
+    from ..ring import Ring
 
 
 class DecodeSplitter:
@@ -35,6 +39,9 @@ class DecodeSplitter:
         self.attrs = routing_attributes
         self._rng = rng or random.Random()
         self._type = REQUEST_TYPES[signal]
+
+    def split_ring(self, data: bytes, ring: Ring | None) -> Split:
+        return self.split(data, validate_only if ring is None else ring.lookup)
 
     def split(self, data: bytes, lookup: Lookup) -> Split:
         request = self._type()

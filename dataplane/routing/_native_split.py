@@ -1,6 +1,8 @@
-"""The native wire splitter: the Rust port of :class:`WireSplitter` (issue 10's foundation).
+"""The native wire splitter: the Rust port of :class:`WireSplitter`, the data path's splitter.
 
-Not used by the running data plane yet. It serves the same keys as the Python wire path
+:func:`~dataplane.routing.make_splitter` hands it out for every key the wire path serves;
+the data path calls :meth:`NativeSplitter.split_ring` with the current ring, whose table
+it builds once per ring (:meth:`~dataplane.ring.Ring.native_table`). It serves the same keys as the Python wire path
 (``traceID`` for traces and logs, ``metric``, and ``service``/``resource`` for every
 signal), validates the same things in the same order, writes the same bytes and raises
 the same errors; tests/test_native_split.py proves it against the Python wire path and
@@ -23,7 +25,8 @@ import random
 from .. import _native
 from ..ring import Ring
 from ..wire import MalformedError
-from ._split import InvalidRequestError, Split
+from ._split import InvalidRequestError, Lookup, Split
+from ._wire_split import WireSplitter
 
 RingTable = _native.RingTable
 
@@ -44,8 +47,19 @@ class NativeSplitter:
         self.signal = signal
         self.key = key
         self._native = _native.WireSplitter(signal, key, random.getrandbits(64) if seed is None else seed)
+        self._python: WireSplitter | None = None
 
-    def split(self, data: bytes, table: _native.RingTable) -> Split:
+    def split_ring(self, data: bytes, ring: Ring | None) -> Split:
+        """Split by a ring (the data path); without a ring only validate (every part is 0)."""
+        return self.split(data, _validate_table() if ring is None else ring.native_table())
+
+    def split(self, data: bytes, lookup: Lookup | _native.RingTable) -> Split:
+        """Split by a ring table natively, or by any lookup function on the Python wire path."""
+        if not isinstance(lookup, _native.RingTable):
+            if self._python is None:
+                self._python = WireSplitter(self.signal, self.key)
+            return self._python.split(data, lookup)
+        table = lookup
         try:
             parts, items, missing = self._native.split(data, table)
         except _native.MalformedInput as exc:
@@ -54,3 +68,13 @@ class NativeSplitter:
             reason, message = exc.args
             raise InvalidRequestError(reason, message) from None
         return Split({idx: (part, count) for idx, part, count in parts}, items, missing)
+
+
+_VALIDATE_TABLE: list[_native.RingTable] = []
+
+
+def _validate_table() -> _native.RingTable:
+    """A one-backend table: with no ring yet, a split only validates the request."""
+    if not _VALIDATE_TABLE:
+        _VALIDATE_TABLE.append(_native.RingTable("ringleader", bytes(2 << 20), 2))  # 2**20 cells, all 0
+    return _VALIDATE_TABLE[0]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+if TYPE_CHECKING:
+    from ..ring import Ring
 
 Lookup = Callable[[bytes], int]
 
@@ -41,4 +44,15 @@ class Splitter(Protocol):
     signal: str
     key: str
 
-    def split(self, data: bytes, lookup: Lookup) -> Split: ...
+    def split(self, data: bytes, lookup: Lookup) -> Split:
+        """Split by any lookup function (tests, tools)."""
+        ...
+
+    def split_ring(self, data: bytes, ring: Ring | None) -> Split:
+        """Split by a ring, the data path's way; without a ring only validate (every part is 0)."""
+        ...
+
+
+def validate_only(key: bytes) -> int:
+    """The lookup used when no ring exists yet: the split only validates the request."""
+    return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -19,7 +20,10 @@ from ..wire import (
 )
 from ._items import ITEM_COUNTERS, LOG_TRACE_ID_TAG, METRIC_NAME_TAG, SPAN_TRACE_ID_TAG, count_metric_points
 from ._keys import log_key, resource_key_bytes, span_key
-from ._split import Lookup, Split
+from ._split import Lookup, Split, validate_only
+
+if TYPE_CHECKING:
+    from ..ring import Ring
 
 
 class WireSplitter:
@@ -35,6 +39,9 @@ class WireSplitter:
         self.key = key
         self._rng = rng or random.Random()
         self._count_items: Callable[[bytes, int, int], int] = ITEM_COUNTERS[signal]
+
+    def split_ring(self, data: bytes, ring: Ring | None) -> Split:
+        return self.split(data, validate_only if ring is None else ring.lookup)
 
     def split(self, data: bytes, lookup: Lookup) -> Split:
         out: dict[int, list[bytes]] = {}

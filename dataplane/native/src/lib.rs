@@ -14,6 +14,7 @@
 pub mod client;
 pub mod keys;
 pub mod ring;
+pub mod ring_build;
 pub mod runtime;
 pub mod server;
 pub mod split;

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::ring::{Hash, Table};
+use crate::ring_build::Upstream;
 use crate::split::{Key, Signal, Split, Splitter};
 use crate::wire::Error;
 
@@ -124,6 +125,44 @@ fn _panic_probe(py: Python<'_>) {
     py.detach(|| panic!("panic probe"));
 }
 
+/// The cells of a ring (see `dataplane/ring.py`): `unique` sorted and deduplicated, `ordered`
+/// the endpoint list as upstream sorts it (duplicates kept; upstream rings only). Returns
+/// (little-endian cells, item size). Runs without the interpreter lock.
+#[pyfunction]
+fn build_ring_cells<'py>(
+    py: Python<'py>,
+    algorithm: &str,
+    unique: Vec<String>,
+    ordered: Vec<String>,
+) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    if unique.is_empty() {
+        return Err(PyValueError::new_err("a ring needs at least one endpoint"));
+    }
+    let upstream = if algorithm == "ringleader" {
+        None
+    } else {
+        Some(Upstream::named(algorithm).ok_or_else(|| {
+            PyValueError::new_err(format!("unknown ring algorithm {algorithm:?}"))
+        })?)
+    };
+    let n = unique.len();
+    let (raw, itemsize) = py.detach(|| {
+        let cells = match upstream {
+            None => crate::ring_build::ringleader(&unique),
+            Some(v) => v.cells(&ordered, &unique),
+        };
+        crate::ring_build::to_le_bytes(&cells, n)
+    });
+    Ok((PyBytes::new(py, &raw), itemsize))
+}
+
+/// Cells per backend index of a table (for exact shares), without the interpreter lock.
+#[pyfunction]
+fn ring_cell_counts(py: Python<'_>, table: &Bound<'_, PyRingTable>, backends: usize) -> Vec<u64> {
+    let table = &table.get().table;
+    py.detach(|| crate::ring_build::counts(table.cells(), backends))
+}
+
 /// Fix the data path runtime's worker threads (before any receiver or channel starts).
 #[pyfunction]
 fn configure_runtime(threads: usize) -> PyResult<()> {
@@ -137,6 +176,8 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyWireSplitter>()?;
     m.add_function(wrap_pyfunction!(_panic_probe, m)?)?;
     m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
+    m.add_function(wrap_pyfunction!(build_ring_cells, m)?)?;
+    m.add_function(wrap_pyfunction!(ring_cell_counts, m)?)?;
     crate::py_server::register(m)?;
     crate::py_client::register(m)?;
     m.add("MalformedInput", m.py().get_type::<MalformedInput>())?;

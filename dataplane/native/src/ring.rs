@@ -72,6 +72,11 @@ impl Table {
         Table::new(hash, cells)
     }
 
+    /// The cells, one backend index each.
+    pub fn cells(&self) -> &[u32] {
+        &self.cells
+    }
+
     /// One more than the largest backend index in the table.
     pub fn backends(&self) -> usize {
         self.backends
@@ -140,8 +145,13 @@ static CRC_TABLE: [u32; 256] = crc_table();
 
 /// CRC-32 (IEEE), what `zlib.crc32` computes.
 pub fn crc32(key: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for b in key {
+    crc32_update(0, key)
+}
+
+/// CRC-32 continued from `crc` (`zlib.crc32(data, crc)`).
+pub fn crc32_update(crc: u32, data: &[u8]) -> u32 {
+    let mut c = !crc;
+    for b in data {
         c = CRC_TABLE[((c ^ u32::from(*b)) & 0xFF) as usize] ^ (c >> 8);
     }
     !c
