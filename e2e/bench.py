@@ -25,8 +25,9 @@ Per side and shape:
    worker and multiprocessing helpers included) over the window: **spans per CPU-second**. Capacity
    is spans per wall-second over the same window (the machine is shared: a noisier figure).
 2. the **latency window**: open loop at half the upstream collector's capacity for this shape (measured
-   just before, same run), ``--latency-seconds`` long. Latency of a request = arrival of its last span
-   at the sinks minus the moment it was due to be sent (so sender lateness cannot hide queueing).
+   just before, same run), ``--latency-seconds`` long (at least 200 requests). Latency of a request =
+   arrival of its last span at the sinks minus the moment it was due to be sent (so sender lateness
+   cannot hide queueing).
    **Added latency**, per request: the sender sends, at the same moment, a copy of the request straight
    to a sink of its own (``--mirror``); added latency = arrival of the request's last span through the
    side minus arrival of its copy going direct. p50/p99 are over these per-request differences, so a
@@ -342,6 +343,7 @@ class Plan:
     concurrency: int
     latency_seconds: float
     threads_concurrency: int
+    latency_min_requests: int = 200  # p99 of 200 pairs: the 3rd-worst request
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -416,7 +418,7 @@ def measure(
             rate = rate(row)
         if latency and rate:
             tree.window()
-            n = max(100, int(rate * plan.latency_seconds))
+            n = max(plan.latency_min_requests, int(rate * plan.latency_seconds))
             timing = work / f"{shape.name}-{side}-timing.txt"
             direct = Sinks(tool, 1, work, name=f"{shape.name}-{side}-direct").start() if balancer else None
             try:
@@ -483,7 +485,9 @@ def measure(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    plan = Plan(args.requests, args.concurrency, args.latency_seconds, args.threads_concurrency)
+    plan = Plan(
+        args.requests, args.concurrency, args.latency_seconds, args.threads_concurrency, 50 if args.quick else 200
+    )
     shapes = [SHAPES[n] for n in args.shapes.split(",") if n]
     sides = [s for s in args.sides.split(",") if s]
     tool = benchtool()
@@ -666,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests is None:
         args.requests = 40 if args.quick else 400
     if args.latency_seconds is None:
-        args.latency_seconds = 1.0 if args.quick else 4.0
+        args.latency_seconds = 1.0 if args.quick else 8.0
     if args.quick:
         args.threads_shapes = args.threads_shapes.split(",")[0]
     started = time.monotonic()

@@ -122,7 +122,7 @@ def test_process_tree_counts_the_cpu_of_children(tmp_path: Path) -> None:
         proc.wait()
 
 
-PLAN = Plan(requests=2, concurrency=4, latency_seconds=0.3, threads_concurrency=4)
+PLAN = Plan(requests=2, concurrency=4, latency_seconds=0.3, threads_concurrency=4, latency_min_requests=100)
 
 
 def test_ringleader_side_delivers_every_span_and_is_measured(tool: Path, tmp_path: Path) -> None:
