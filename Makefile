@@ -130,8 +130,11 @@ else
 	$(BIN)/python -m e2e.lab_demo
 endif
 
-bench: venv
-	$(BIN)/python -m e2e.bench
+# Ringleader side by side with the upstream collector and the previous Python data path (e2e/bench.py,
+# docs/benchmarks.md): ~10 min warm; BENCH_ARGS=--quick for a ~1 min check, --baseline-ref REF, --shapes ...
+BENCH_ARGS ?=
+bench: venv native otelcol-bins
+	$(BIN)/python -m e2e.bench $(BENCH_ARGS)
 
 bench-native: native
 	$(BIN)/python -m e2e.bench_native
