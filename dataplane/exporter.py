@@ -261,7 +261,7 @@ class BackendClient:
         self._cfg = cfg
         self._telemetry = telemetry
         self._channel = open_channel(endpoint, cfg)
-        self._inflight: dict[asyncio.Future[tuple[int, str, bytes, bytes]], _native.Call] = {}
+        self._inflight: dict[asyncio.Future[tuple[int, str, bytes, bytes]], _native.ExportCall] = {}
         self._latency = telemetry.backend_latency.labels(endpoint=endpoint)
         self._ok = telemetry.backend_outcome.labels(endpoint=endpoint, success="true")
         self._failed = telemetry.backend_outcome.labels(endpoint=endpoint, success="false")

@@ -178,7 +178,7 @@ impl PyChannel {
 }
 
 /// A call in flight.
-#[pyclass(name = "Call", module = "dataplane._native", frozen)]
+#[pyclass(name = "ExportCall", module = "dataplane._native", frozen)]
 struct PyCall {
     abort: tokio::task::AbortHandle,
 }

@@ -95,7 +95,7 @@ struct PyHandler {
 
 impl Handler for PyHandler {
     fn request(&self, request: Request) {
-        Python::attach(|py| {
+        crate::bridge::attach(|py| {
             let call = PyCall {
                 id: request.id,
                 signal: request.signal,
@@ -114,14 +114,14 @@ impl Handler for PyHandler {
     }
 
     fn cancelled(&self, id: u64) {
-        Python::attach(|py| {
+        crate::bridge::attach(|py| {
             let id = pyo3::types::PyInt::new(py, id).into_any();
             self.event_loop.call_soon(py, &self.on_cancel, &[id]);
         });
     }
 
     fn refused(&self, refusal: Refusal) {
-        Python::attach(|py| {
+        crate::bridge::attach(|py| {
             let data = match &refusal.data {
                 Some(d) => PyBytes::new(py, d).into_any(),
                 None => py.None().into_bound(py),
@@ -211,7 +211,7 @@ impl PyReceiver {
             if let Some(done) = done {
                 let _ = done.await;
             }
-            Python::attach(|py| event_loop.call_soon(py, &on_stopped, &[]));
+            crate::bridge::attach(|py| event_loop.call_soon(py, &on_stopped, &[]));
         });
     }
 }
