@@ -81,6 +81,7 @@ from e2e.benchkit import (
     check_delivery,
     cpu_seconds,
     descendants,
+    die_with_parent,
     send,
     wait_for_spans,
     write_requests,
@@ -243,6 +244,7 @@ def start_dataplane(work: Path, name: str, config: dict[str, Any], source: Path)
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
     def stop() -> None:
