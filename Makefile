@@ -131,7 +131,7 @@ else
 endif
 
 # Ringleader side by side with the upstream collector and the previous Python data path (e2e/bench.py,
-# docs/benchmarks.md): ~10 min warm; BENCH_ARGS=--quick for a ~1 min check, --baseline-ref REF, --shapes ...
+# docs/benchmarks.md): ~9 min warm; BENCH_ARGS=--quick for a ~1 min check, --baseline-ref REF, --shapes ...
 BENCH_ARGS ?=
 bench: venv native otelcol-bins
 	$(BIN)/python -m e2e.bench $(BENCH_ARGS)

@@ -56,6 +56,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -80,6 +81,7 @@ from e2e.benchkit import (
     check_delivery,
     cpu_seconds,
     descendants,
+    die_with_parent,
     send,
     wait_for_spans,
     write_requests,
@@ -242,6 +244,7 @@ def start_dataplane(work: Path, name: str, config: dict[str, Any], source: Path)
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
     def stop() -> None:
@@ -303,18 +306,18 @@ def extract_baseline(ref: str) -> tuple[Path, str]:
     ).stdout.strip()
     dest = cache_dir() / "bench" / "baseline" / sha
     if not (dest / "dataplane" / "__main__.py").exists():
-        tmp = Path(tempfile.mkdtemp(prefix=f"{sha[:12]}-", dir=dest.parent if dest.parent.exists() else None))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=dest.parent))  # same file system: rename is atomic
         archive = subprocess.run(["git", "archive", sha, "dataplane"], cwd=ROOT, capture_output=True, check=True).stdout
         with tempfile.TemporaryFile() as f:
             f.write(archive)
             f.seek(0)
             with tarfile.open(fileobj=f) as tar:
                 tar.extractall(tmp, filter="data")
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             tmp.rename(dest)
         except OSError:  # a concurrent run got there first
-            subprocess.run(["rm", "-rf", str(tmp)], check=False)
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest, sha
 
 

@@ -27,8 +27,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -41,6 +43,12 @@ E2E_DIR = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 MIRROR_OFFSET = 1 << 62  # sequence number of request i's mirrored copy: seq_start + i + MIRROR_OFFSET
+
+
+def die_with_parent() -> None:
+    """In a child before exec: the kernel kills it when the bench dies (no sink or balancer outlives it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def benchtool() -> Path:
@@ -82,6 +90,7 @@ class Sinks:
                 [str(self.binary), "sink", "--backends", str(self.backends), "--port-file", str(self.port_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while not self.port_file.exists():
@@ -175,7 +184,7 @@ def send(
         args += ["--timing", str(timing_file)]
     if mirror:
         args += ["--mirror", mirror, "--mirror-offset", str(MIRROR_OFFSET)]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         raise RuntimeError(f"benchtool send failed ({proc.returncode}): {proc.stderr[-2000:]}")
     s = json.loads(proc.stdout)

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,15 +102,13 @@ def test_process_tree_counts_the_cpu_of_children(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         tree = ProcessTree(proc.pid).start()
-        before = tree.cpu()
         assert proc.stdout is not None and proc.stdout.readline().strip() == "done"
-        # the parent has burnt its 0.3 s; wait (on a condition) until the child's burn shows too
-        cpu, processes = tree.cpu_since(before)
-        for _ in range(200):
-            if cpu >= 0.55:
-                break
-            subprocess.run(["sleep", "0.05"])
-            cpu, processes = tree.cpu_since(before)
+        # the parent has burnt its 0.3 s; wait (on a condition, with a deadline) for the child's to show
+        deadline = time.monotonic() + 60
+        cpu, processes = tree.cpu_since({})  # since each process started
+        while cpu < 0.55 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            cpu, processes = tree.cpu_since({})
         tree.stop()
         assert processes == 2
         assert cpu >= 0.55  # both processes' 0.3 s, less clock-tick rounding
