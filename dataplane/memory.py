@@ -17,9 +17,10 @@ client retries later; nothing of it is kept. Data that was already accepted
 so the total stays bounded by what admission let in.
 
 The one setting is the process's total, ``memory.limit`` (a size). Ringleader
-subtracts what the process already uses when it starts (the interpreter, gRPC,
-the ring worker) and divides the rest by :data:`OVERHEAD` (gRPC and the
-allocator hold extra copies of data in flight), which gives the bytes of data
+subtracts what the process already uses when it starts (the interpreter, the
+native runtime) and what building a ring needs, and divides the rest by
+:data:`OVERHEAD` (the transport and the allocator hold extra copies of data in
+flight), which gives the bytes of data
 that may be buffered: ``data_limit``. Without a setting the limit is 80% of the
 container's memory limit (cgroup v2 ``memory.max`` or v1
 ``memory.limit_in_bytes``) or, outside a container, 1 GiB.
@@ -38,12 +39,13 @@ from . import _native
 log = logging.getLogger("ringleader.memory")
 
 OVERHEAD = 3.0
-"""Resident bytes per byte of buffered data: 2.3 to 2.6 measured with a stalled backend
-(tests/test_memory_budget.py), plus a margin: gRPC copies each export into its own
-buffers and the allocator keeps freed blocks of big requests."""
+"""Resident bytes per byte of buffered data, with a margin: about 1.7 measured with a stalled
+backend and the native transport (tests/test_memory_budget.py; 2.3 to 2.6 with grpcio): a
+request exists as its bytes and its parts until the parts are queued, and the allocator keeps
+freed blocks of big requests."""
 
-RING_WORKER_ALLOWANCE = 64 << 20
-"""Set aside for the ring worker process (measured ~40 MiB resident for 300 backends)."""
+RING_BUILD_ALLOWANCE = 16 << 20
+"""Set aside for building a ring (the native builder's transient buffers: ~12 MiB for 300 backends)."""
 
 DEFAULT_LIMIT = 1 << 30
 """The total when no limit is set and no container limit is found."""
@@ -117,7 +119,7 @@ class MemoryBudget:
     @classmethod
     def for_process(cls, total: int) -> MemoryBudget:
         """The data budget left of ``total`` bytes after what the process uses already."""
-        baseline = resident_bytes() + RING_WORKER_ALLOWANCE
+        baseline = resident_bytes() + RING_BUILD_ALLOWANCE
         data = int((total - baseline) / OVERHEAD)
         if data < MIN_DATA_LIMIT:
             log.warning(

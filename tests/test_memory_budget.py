@@ -4,7 +4,7 @@ One backend, frozen with SIGSTOP (it cannot be ejected: it is the last one), the
 default per-backend queue (1000 requests: about 800 MiB of these requests, far more
 than the budget) and ``memory.limit: 256MiB``. Clients send ~800 KiB requests with
 16 in flight until the data plane refuses them for memory. The data plane's whole
-process tree (the ring worker included) must peak below the limit, every refusal
+process tree (one process since rings are built on a thread) must peak below the limit, every refusal
 must be counted with reason ``memory_limit``, and after SIGCONT everything that was
 accepted must be delivered.
 """
