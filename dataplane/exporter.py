@@ -299,14 +299,17 @@ class BackendClient:
         return partial_success(signal, response, items)
 
     async def close(self, grace: float | None = None) -> None:
-        """Close the channel: calls in flight get up to ``grace`` seconds, then are cancelled."""
+        """Close the channel: calls in flight get up to ``grace`` seconds, then are cancelled (their
+        awaiters get ``CancelledError``; the backend sees the streams reset)."""
         pending = [f for f in self._inflight if not f.done()]
         if pending and grace:
             await asyncio.wait(pending, timeout=grace)
         for future, handle in list(self._inflight.items()):
             if not future.done():
+                # As grpc.aio's close did: the call is cancelled and its awaiter sees CancelledError
+                # (shutdown counts such exports by their consumer, see dataplane.shutdown).
                 handle.cancel()
-                _settle(future, 1, "the channel was closed", b"", b"")
+                future.cancel()
         self._channel.close()
 
 

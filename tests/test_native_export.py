@@ -302,7 +302,7 @@ def test_close_lets_calls_in_flight_finish_within_the_grace(backend: Backend) ->
     assert asyncio.run(run()).accepted == 2
 
 
-def test_close_without_grace_fails_calls_in_flight_as_cancelled(backend: Backend) -> None:
+def test_close_without_grace_cancels_calls_in_flight(backend: Backend) -> None:
     backend.answer = lambda _ctx: backend.block.wait(30) and b""
 
     async def run() -> None:
@@ -311,9 +311,8 @@ def test_close_without_grace_fails_calls_in_flight_as_cancelled(backend: Backend
         while not backend.requests:
             await asyncio.sleep(0.01)
         await client.close(grace=None)
-        with pytest.raises(ExportError) as info:
+        with pytest.raises(asyncio.CancelledError):  # as grpc.aio's close: the work was cancelled
             await task
-        assert (info.value.code, info.value.retryable) == ("CANCELLED", True)
 
     asyncio.run(run())
 
