@@ -64,6 +64,7 @@ class Channel:
         timeout: float | None,
         event_loop: object,
         callback: Callable[[int, str, bytes, bytes], object],
+        local_timeout: float | None = None,
     ) -> Call: ...
     @property
     def state(self) -> str: ...
