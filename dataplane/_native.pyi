@@ -118,6 +118,7 @@ class Channel:
         timeout: float | None,
         event_loop: object,
         callback: Callable[[int, str, bytes, bytes], object],
+        local_timeout: float | None = None,
     ) -> ExportCall: ...
     @property
     def state(self) -> str: ...

@@ -95,6 +95,9 @@ STATUS_NAMES = (
     "UNAUTHENTICATED",
 )
 
+# The local timer's slack past a client's deadline (see BackendClient.export).
+_DEADLINE_SLACK = 0.1
+
 RETRYABLE_CODES = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"})
 
 
@@ -274,15 +277,22 @@ class BackendClient:
         sees the same deadline as the client (sent as ``grpc-timeout``).
         """
         limit = self._cfg.timeout or None
+        local = limit
         start = time.monotonic()
         if deadline is not None:
             remaining = deadline - start
             if remaining <= 0:
                 raise ExportError("DEADLINE_EXCEEDED: the client's deadline passed", True, "DEADLINE_EXCEEDED")
-            limit = remaining if limit is None else min(limit, remaining)
+            if limit is None or remaining < limit:
+                # The client's deadline binds: the backend gets it exactly (grpc-timeout), while the
+                # local timer leaves the client's own cancellation (its deadline) a moment to arrive
+                # first, so the request is counted as the client's deadline, not as an export failure.
+                limit, local = remaining, remaining + _DEADLINE_SLACK
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, str, bytes, bytes]] = loop.create_future()
-        handle = self._channel.export(METHODS[signal], payload, limit, loop, functools.partial(_settle, future))
+        handle = self._channel.export(
+            METHODS[signal], payload, limit, loop, functools.partial(_settle, future), local_timeout=local
+        )
         self._inflight[future] = handle
         try:
             code, message, details, response = await future

@@ -120,7 +120,8 @@ impl PyChannel {
     }
 
     /// Starts one unary call; see the module documentation.
-    #[pyo3(signature = (path, data, timeout, event_loop, callback))]
+    /// `local_timeout` (default: `timeout`) is the local timer; `timeout` is sent as `grpc-timeout`.
+    #[pyo3(signature = (path, data, timeout, event_loop, callback, local_timeout = None))]
     fn export(
         &self,
         path: String,
@@ -128,15 +129,22 @@ impl PyChannel {
         timeout: Option<f64>,
         event_loop: &Bound<'_, PyAny>,
         callback: Py<PyAny>,
+        local_timeout: Option<f64>,
     ) -> PyResult<PyCall> {
         let timeout = seconds(timeout)?;
+        let local_timeout = match local_timeout {
+            Some(_) => seconds(local_timeout)?,
+            None => timeout,
+        };
         let handle = LoopHandle::new(event_loop)?;
         // A pooled buffer: a fresh ~100 KB allocation per call would be mapped (and faulted) anew.
         let mut message = PooledBuf::take();
         message.vec().extend_from_slice(data.as_bytes());
         let channel = self.channel.clone();
         let task = crate::runtime::handle().spawn(async move {
-            let outcome = channel.export(&path, message.as_ref(), timeout).await;
+            let outcome = channel
+                .export_timed(&path, message.as_ref(), timeout, local_timeout)
+                .await;
             drop(message);
             // Hand over on a blocking-pool thread: waiting for the interpreter lock must never
             // stall the runtime's workers (other calls, keepalive pings).

@@ -203,7 +203,20 @@ impl Channel {
         message: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, Status> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        self.export_timed(path, message, timeout, timeout).await
+    }
+
+    /// [`Channel::export`] with the local timer apart from `grpc-timeout`: a caller whose own
+    /// client's deadline bounds the call lets that client's cancellation win the race against
+    /// the backstop timer by giving it a little slack (the backend still sees the deadline).
+    pub async fn export_timed(
+        &self,
+        path: &str,
+        message: &[u8],
+        timeout: Option<Duration>,
+        local_timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, Status> {
+        let deadline = local_timeout.map(|t| Instant::now() + t);
         let body = frame::encode(message, self.prepared.compression, self.prepared.level)
             .map_err(|e| Status::new(Code::Internal, format!("cannot compress: {e}")))?;
         let call = self.call(path, body, timeout);
