@@ -1,16 +1,22 @@
-//! Ringleader's native data path: the foundation.
+//! Ringleader's native data path.
 //!
-//! Today this crate holds the OTLP **wire splitter** (`split`), a port of the Python wire
-//! path in `dataplane/routing/_wire_split.py` that routes by the same ring table
-//! (`ring`) and writes the same bytes; `keys` builds the resource-level routing keys and
-//! `wire` reads the protobuf wire format. Nothing in the running data plane calls it yet
-//! (issue 10 wires it in): the Python binding (`python`, feature `python`) exposes it as
-//! the extension module `dataplane._native` so property tests can compare it with the
-//! reference decode splitter, and `e2e/bench_native.py` measures it.
+//! What runs here, on the data path's own tokio runtime (`runtime`, sized by the config's
+//! `data_path.worker_threads`) and never holding the Python interpreter's lock while it
+//! moves data:
 //!
-//! The OTLP receivers (`server`: gRPC and HTTP on hyper, bounded decompression) and the
-//! memory budget they charge (`budget`) serve the running data plane: `py_server` hands each
-//! request that passed the transport's checks to Python's asyncio loop.
+//! - `server`: the OTLP receivers, gRPC (h2c) and OTLP/HTTP on hyper, with bounded
+//!   decompression of every codec and the memory budget they charge (`budget`);
+//! - `client`: the exporter, one gRPC channel per backend over hyper's HTTP/2 client (h2c or
+//!   rustls), with our own framing and compression at a chosen level;
+//! - `split`: the OTLP wire splitter (a port of `dataplane/routing/_wire_split.py`, writing
+//!   the same bytes; `keys` builds resource-level keys, `wire` reads the wire format) over a
+//!   ring table (`ring`) that `ring_build` computes as `dataplane/ring.py`'s reference does.
+//!
+//! Python keeps the control side and, for now, the orchestration between receiving and
+//! exporting (admission, queues, retries, ejection, re-routing: issue 10 moves them here
+//! next). The binding (feature `python`: `python`, `py_server`, `py_client`, `bridge`)
+//! exposes all of it as the extension module `dataplane._native`; `bridge` hands results to
+//! the asyncio loop and stands still at interpreter exit.
 //!
 //! Without the `python` feature the crate is plain Rust: `cargo test` and `cargo clippy`
 //! need neither libpython nor pyo3.
