@@ -84,7 +84,7 @@ class CoalesceConfig:
     ``max_delay`` seconds for others to join it (0: only what is already waiting joins)."""
 
     max_size: int = 1 << 20
-    max_delay: float = 0.0
+    max_delay: float = 0.02
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def test_defaults_eject_after_ten_seconds_without_progress_and_coalesce_for_twen
         probe_timeout=2.0,
         max_ejected_percent=50,
     )
-    assert cfg.exporter.coalesce == CoalesceConfig(max_size=1 << 20, max_delay=0.0)
+    assert cfg.exporter.coalesce == CoalesceConfig(max_size=1 << 20, max_delay=0.02)
     assert cfg.memory.limit is None  # decided at start-up: 80% of the container's limit, else 1 GiB
 
 
