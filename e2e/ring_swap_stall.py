@@ -61,7 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backends", type=int, default=300)
     n = parser.parse_args().backends
-    for label, inline in (("native, on a thread (Ringleader)", False), ("Python reference, inline on the event loop", True)):
+    for label, inline in (
+        ("native, on a thread (Ringleader)", False),
+        ("Python reference, inline on the event loop", True),
+    ):
         took, worst = asyncio.run(measure(n, inline))
         print(f"| {label} | {n} -> {n + 1} | {took * 1000:.0f} | {worst * 1000:.1f} |")
 
