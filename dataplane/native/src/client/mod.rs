@@ -539,6 +539,32 @@ fn jittered(d: Duration) -> Duration {
 
 type Connection = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// HTTP/2 over an established stream (TCP or TLS): the request sender and the connection's driver.
+async fn handshake<S>(
+    builder: &http2::Builder<TokioExecutor>,
+    stream: S,
+    endpoint: &str,
+) -> Result<(SendRequest<Body>, Connection), Status>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = builder
+        .handshake::<_, Body>(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            Status::new(
+                Code::Unavailable,
+                format!("HTTP/2 handshake with {endpoint}: {e}"),
+            )
+        })?;
+    Ok((
+        sender,
+        Box::pin(async move {
+            let _ = conn.await;
+        }),
+    ))
+}
+
 async fn connect(
     config: &ChannelConfig,
     tls: Option<&TlsParts>,
@@ -574,20 +600,7 @@ async fn connect(
         builder.max_send_buf_size(size.max(16 * 1024));
     }
     match tls {
-        None => {
-            let (sender, conn) = builder
-                .handshake::<_, Body>(TokioIo::new(stream))
-                .await
-                .map_err(|e| {
-                    unavailable(format!("HTTP/2 handshake with {}: {e}", config.endpoint))
-                })?;
-            Ok((
-                sender,
-                Box::pin(async move {
-                    let _ = conn.await;
-                }),
-            ))
-        }
+        None => handshake(&builder, stream, &config.endpoint).await,
         Some((client, name)) => {
             let client = client
                 .clone()
@@ -604,18 +617,7 @@ async fn connect(
                     config.endpoint
                 )));
             }
-            let (sender, conn) = builder
-                .handshake::<_, Body>(TokioIo::new(tls_stream))
-                .await
-                .map_err(|e| {
-                    unavailable(format!("HTTP/2 handshake with {}: {e}", config.endpoint))
-                })?;
-            Ok((
-                sender,
-                Box::pin(async move {
-                    let _ = conn.await;
-                }),
-            ))
+            handshake(&builder, tls_stream, &config.endpoint).await
         }
     }
 }
