@@ -198,14 +198,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<GrpcBody> {
             &format!("unknown method {}", req.uri().path()),
         );
     };
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let encoding_name = header("grpc-encoding");
+    let encoding_name = super::header(req.headers(), "grpc-encoding");
     let encoding = match Encoding::parse(&encoding_name) {
         Ok(e) => e,
         Err(err) => {
@@ -217,7 +210,8 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<GrpcBody> {
             return response(code::UNIMPLEMENTED, &message);
         }
     };
-    let deadline = parse_timeout(&header("grpc-timeout")).map(|t| Instant::now() + t);
+    let deadline =
+        parse_timeout(&super::header(req.headers(), "grpc-timeout")).map(|t| Instant::now() + t);
     let limit = shared.limit;
     let mut body = req.into_body();
     let read = read_message(&mut body, limit);

@@ -139,14 +139,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     if req.method() != Method::POST {
         return plain(405, "405: Method Not Allowed");
     }
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let raw_type = header("content-type");
+    let raw_type = super::header(req.headers(), "content-type");
     let media = raw_type
         .split(';')
         .next()
@@ -179,7 +172,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             );
         }
     }
-    let encoding_name = header("content-encoding");
+    let encoding_name = super::header(req.headers(), "content-encoding");
     let encoded = !matches!(
         encoding_name.trim().to_ascii_lowercase().as_str(),
         "" | "identity"

@@ -341,5 +341,14 @@ async fn reached(phase: &mut watch::Receiver<u8>, at: u8) {
     let _ = phase.wait_for(|p| *p >= at).await;
 }
 
+/// A request header as text ("" when absent or not visible ASCII).
+pub(crate) fn header(headers: &::http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests;
