@@ -174,25 +174,28 @@ def _ready(url: str) -> bool:
         return False
 
 
+def loadbalancing_exporter(endpoints: list[str], compression: str) -> dict[str, Any]:
+    """The ``loadbalancing`` exporter block both balancers get: the same keys and values."""
+    return {
+        "routing_key": "traceID",
+        "resolver": {"static": {"hostnames": endpoints}},
+        "protocol": {
+            "otlp": {
+                "tls": {"insecure": True},
+                "timeout": "5s",
+                "compression": compression,
+                "sending_queue": {"enabled": True},
+                "retry_on_failure": {"enabled": True},
+            }
+        },
+    }
+
+
 def ringleader_config(endpoints: list[str], compression: str, worker_threads: int | None = None) -> dict[str, Any]:
     """Ringleader's config for a shape: the upstream-compatible keys, defaults for everything else."""
     cfg: dict[str, Any] = {
         "receivers": {"otlp": {"protocols": {"grpc": {}, "http": {}}}},
-        "exporters": {
-            "loadbalancing": {
-                "routing_key": "traceID",
-                "resolver": {"static": {"hostnames": endpoints}},
-                "protocol": {
-                    "otlp": {
-                        "tls": {"insecure": True},
-                        "timeout": "5s",
-                        "compression": compression,
-                        "sending_queue": {"enabled": True},
-                        "retry_on_failure": {"enabled": True},
-                    }
-                },
-            }
-        },
+        "exporters": {"loadbalancing": loadbalancing_exporter(endpoints, compression)},
         "telemetry": {"log_level": "warning"},
     }
     if worker_threads is not None:
@@ -204,21 +207,7 @@ def upstream_config(endpoints: list[str], compression: str, port: int) -> dict[s
     """The upstream collector configured as Ringleader is: same keys, same values."""
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{port}"}}}},
-        "exporters": {
-            "loadbalancing": {
-                "routing_key": "traceID",
-                "resolver": {"static": {"hostnames": endpoints}},
-                "protocol": {
-                    "otlp": {
-                        "tls": {"insecure": True},
-                        "timeout": "5s",
-                        "compression": compression,
-                        "sending_queue": {"enabled": True},
-                        "retry_on_failure": {"enabled": True},
-                    }
-                },
-            }
-        },
+        "exporters": {"loadbalancing": loadbalancing_exporter(endpoints, compression)},
         "service": {
             "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["loadbalancing"]}},
             "telemetry": {"logs": {"level": "warn"}},
