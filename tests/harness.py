@@ -19,7 +19,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,17 @@ class SinkProcess:
 
     def records(self) -> list[tuple[str, bytes]]:
         return list(read_records(self.record))
+
+
+@contextmanager
+def running_sinks(workdir: Path, count: int) -> Iterator[list[SinkProcess]]:
+    """``count`` started sinks (``backend-0`` ...), stopped on exit."""
+    started = [SinkProcess(workdir, f"backend-{i}").start() for i in range(count)]
+    try:
+        yield started
+    finally:
+        for sink in started:
+            sink.stop()
 
 
 class DataPlaneProcess:

@@ -32,7 +32,16 @@ from dataplane.decompress import (
     decompress,
 )
 from dataplane.telemetry import Telemetry
-from tests.harness import DataPlaneProcess, SinkProcess, http_post, spans_of, static_config, trace_request, wait_until
+from tests.harness import (
+    DataPlaneProcess,
+    SinkProcess,
+    http_post,
+    running_sinks,
+    spans_of,
+    static_config,
+    trace_request,
+    wait_until,
+)
 
 LIMIT = 64 * 1024
 
@@ -144,11 +153,8 @@ def test_the_refusal_summary_reports_each_interval_s_own_causes_and_counts(caplo
 
 @pytest.fixture(scope="module")
 def sinks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[SinkProcess]]:
-    workdir = tmp_path_factory.mktemp("compression-sinks")
-    started = [SinkProcess(workdir, f"backend-{i}").start() for i in range(2)]
-    yield started
-    for s in started:
-        s.stop()
+    with running_sinks(tmp_path_factory.mktemp("compression-sinks"), 2) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

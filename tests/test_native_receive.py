@@ -32,6 +32,7 @@ from tests.harness import (
     DataPlaneProcess,
     SinkProcess,
     grpc_export,
+    running_sinks,
     spans_of,
     static_config,
     trace_request,
@@ -98,11 +99,8 @@ def test_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not(encodi
 
 @pytest.fixture(scope="module")
 def sinks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[SinkProcess]]:
-    workdir = tmp_path_factory.mktemp("native-receive-sinks")
-    started = [SinkProcess(workdir, f"backend-{i}").start() for i in range(2)]
-    yield started
-    for sink in started:
-        sink.stop()
+    with running_sinks(tmp_path_factory.mktemp("native-receive-sinks"), 2) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import DataPlaneProcess, SinkProcess, spans_of, static_config, wait_until
+from tests.harness import DataPlaneProcess, SinkProcess, running_sinks, spans_of, static_config, wait_until
 
 TRACES = 40
 SPANS = 2 * TRACES  # telemetrygen's traces have a parent and one child
@@ -25,11 +25,8 @@ SPANS = 2 * TRACES  # telemetrygen's traces have a parent and one child
 
 @pytest.fixture(scope="module")
 def sinks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[SinkProcess]]:
-    workdir = tmp_path_factory.mktemp("upstream-compression-sinks")
-    started = [SinkProcess(workdir, f"backend-{i}").start() for i in range(2)]
-    yield started
-    for sink in started:
-        sink.stop()
+    with running_sinks(tmp_path_factory.mktemp("upstream-compression-sinks"), 2) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
