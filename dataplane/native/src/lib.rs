@@ -10,7 +10,9 @@
 //!   rustls), with our own framing and compression at a chosen level;
 //! - `split`: the OTLP wire splitter (a port of `dataplane/routing/_wire_split.py`, writing
 //!   the same bytes; `keys` builds resource-level keys, `wire` reads the wire format) over a
-//!   ring table (`ring`) that `ring_build` computes as `dataplane/ring.py`'s reference does.
+//!   ring table (`ring`) that `ring_build` computes as `dataplane/ring.py`'s reference does;
+//! - `size_limit`: cuts a part over the export size limit into requests a backend takes (a
+//!   port of `dataplane/size_limit.py`, writing the same bytes).
 //!
 //! Python keeps the control side and, for now, the orchestration between receiving and
 //! exporting (admission, queues, retries, ejection, re-routing: issue 10 moves them here
@@ -28,6 +30,7 @@ pub mod ring;
 pub mod ring_build;
 pub mod runtime;
 pub mod server;
+pub mod size_limit;
 pub mod split;
 pub mod wire;
 

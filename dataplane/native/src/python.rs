@@ -1,7 +1,8 @@
 //! The Python binding: `dataplane._native` (see `dataplane/routing/_native_split.py`).
 //!
-//! Errors come back as `MalformedInput` / `InvalidInput` (both `ValueError`s); the Python
-//! wrapper turns them into the data plane's `MalformedError` / `InvalidRequestError`.
+//! Errors come back as `MalformedInput` / `InvalidInput` / `ItemTooLarge` (all `ValueError`s);
+//! the Python wrapper turns them into the data plane's `MalformedError` /
+//! `InvalidRequestError` / `ItemTooLargeError`.
 //! A Rust panic surfaces as pyo3's `PanicException`, never as an abort.
 
 use pyo3::create_exception;
@@ -11,6 +12,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::ring::{Hash, Table};
 use crate::ring_build::Upstream;
+use crate::size_limit::FitError;
 use crate::split::{Key, Signal, Split, Splitter};
 use crate::wire::Error;
 
@@ -25,6 +27,12 @@ create_exception!(
     InvalidInput,
     PyValueError,
     "args: (reason, message); the request violates OTLP."
+);
+create_exception!(
+    _native,
+    ItemTooLarge,
+    PyValueError,
+    "A single item is larger than the export size limit: no backend would take it."
 );
 
 /// A ring table: `algorithm` ("ringleader" or "upstream"), its cells as little-endian
@@ -118,6 +126,35 @@ impl PyWireSplitter {
     }
 }
 
+/// `data` cut into requests of at most `max_bytes` bytes: [(chunk, items), ...], as
+/// `dataplane.size_limit.SizeLimit.fit` cuts it (see src/size_limit.rs). A part that fits
+/// comes back as the same bytes object. Runs without the interpreter lock.
+#[pyfunction]
+fn fit_parts<'py>(
+    py: Python<'py>,
+    signal: &str,
+    data: &Bound<'py, PyBytes>,
+    max_bytes: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let sig = Signal::parse(signal)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown signal {signal:?}")))?;
+    let bytes = data.as_bytes();
+    if bytes.len() <= max_bytes {
+        let items = py.detach(|| crate::split::count_items(sig, bytes).unwrap_or(0));
+        return PyList::new(py, [(data.clone(), items)]);
+    }
+    match py.detach(|| crate::size_limit::fit(sig, bytes, max_bytes)) {
+        Ok(chunks) => PyList::new(
+            py,
+            chunks
+                .iter()
+                .map(|(chunk, items)| (PyBytes::new(py, chunk), *items)),
+        ),
+        Err(FitError::TooLarge(e)) => Err(ItemTooLarge::new_err(e.0)),
+        Err(FitError::Malformed(m)) => Err(MalformedInput::new_err(m)),
+    }
+}
+
 /// Panics on purpose, on the same lock-free path a split runs on: the tests call it to
 /// prove a Rust panic reaches Python as `PanicException` (the build unwinds, never aborts).
 #[pyfunction]
@@ -178,9 +215,11 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
     m.add_function(wrap_pyfunction!(build_ring_cells, m)?)?;
     m.add_function(wrap_pyfunction!(ring_cell_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_parts, m)?)?;
     crate::py_server::register(m)?;
     crate::py_client::register(m)?;
     m.add("MalformedInput", m.py().get_type::<MalformedInput>())?;
     m.add("InvalidInput", m.py().get_type::<InvalidInput>())?;
+    m.add("ItemTooLarge", m.py().get_type::<ItemTooLarge>())?;
     Ok(())
 }

@@ -514,6 +514,31 @@ fn hex_into(bytes: &[u8], out: &mut [u8; 32]) {
     }
 }
 
+/// Items in a request, as `dataplane.routing.count_items` counts them: spans, log records
+/// and metric data points, with no check of trace IDs. Python returns 0 for a malformed
+/// request; here that is the `Err` (callers wanting Python's number use `unwrap_or(0)`).
+pub fn count_items(signal: Signal, data: &[u8]) -> Result<u64> {
+    let (mut groups, mut scopes, mut items, mut scratch) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    fields_into(data, 0, data.len(), &mut groups)?;
+    let mut total = 0u64;
+    for group in groups.iter().filter(|f| f.tag == 0x0A) {
+        fields_into(data, group.payload, group.end, &mut scopes)?;
+        for scope in scopes.iter().filter(|f| f.tag == 0x12) {
+            fields_into(data, scope.payload, scope.end, &mut items)?;
+            for item in items.iter().filter(|f| f.tag == 0x12) {
+                total += match signal {
+                    Signal::Metrics => {
+                        count_metric_points(data, item.payload, item.end, &mut scratch)?
+                    }
+                    Signal::Traces | Signal::Logs => 1,
+                };
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Items of one item message, validating trace IDs (spans, logs) like `_items.py`.
 fn count_item(
     signal: Signal,

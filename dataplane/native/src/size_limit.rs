@@ -1,0 +1,423 @@
+//! The export size limit: cut a part into requests its backend will take.
+//!
+//! A port of `dataplane/size_limit.py` that writes the same bytes. A tier-2 collector
+//! refuses gRPC messages over 4 MiB, so a part larger than `max_bytes` (serialized,
+//! uncompressed) is cut at item boundaries: resource groups, their scope groups and their
+//! items (spans, log records, metrics, and a metric's data points) are packed greedily,
+//! and every piece keeps its resource, scope and metric headers, so each chunk is a
+//! complete, valid request of at most `max_bytes` bytes.
+//!
+//! - [`fit`] returns the chunks with their item counts ([`count_items`], Python's
+//!   `dataplane.routing.count_items`: spans, log records, metric data points);
+//! - [`check`] only says whether every item can fit.
+//!
+//! Nothing is walked unless the part is over the limit, and then only the frames that
+//! are over their share of it: a span or a scope group that fits is copied as it is.
+//! A single item that cannot fit with its headers is [`TooLarge`] (Python's
+//! `ItemTooLargeError`, same text); bad framing on the way down is
+//! [`FitError::Malformed`]. Both come out in the order Python raises them, so the two
+//! implementations refuse the same inputs with the same class.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::split::Signal;
+use crate::wire::{fields_into, put_varint, varint_len, Error, Field};
+
+pub use crate::split::count_items;
+
+/// Repeated fields to cut along, from the request down: ResourceX (1), ScopeX (2), items (2);
+/// 0 descends into a Metric's data points.
+const ENVELOPE: &[u64] = &[0x0A, 0x12, 0x12];
+const METRICS: &[u64] = &[0x0A, 0x12, 0x12, 0];
+/// Metric.data: gauge (5), sum (7), histogram (9), exponential_histogram (10), summary (11).
+const METRIC_DATA_TAGS: [u64; 5] = [0x2A, 0x3A, 0x4A, 0x52, 0x5A];
+const DATA_POINTS: &[u64] = &[0x0A];
+/// A one-byte tag and a length varint of at most 5 bytes.
+const FRAME_MAX: i64 = 6;
+
+/// A single item is larger than the export size limit: no backend would take it.
+/// The message is the text of Python's `ItemTooLargeError`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge(pub String);
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// Why a part could not be cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FitError {
+    /// An item can never fit under the limit (Python: `ItemTooLargeError`).
+    TooLarge(TooLarge),
+    /// The bytes are not well-formed protobuf (Python: `MalformedError`).
+    Malformed(String),
+}
+
+impl fmt::Display for FitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FitError::TooLarge(e) => write!(f, "too large: {e}"),
+            FitError::Malformed(m) => write!(f, "malformed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for FitError {}
+
+impl From<Error> for FitError {
+    fn from(e: Error) -> FitError {
+        match e {
+            Error::Malformed(m) => FitError::Malformed(m),
+            // Reading frames never judges OTLP's rules; kept total for the type's sake.
+            Error::Invalid { message, .. } => FitError::Malformed(message),
+        }
+    }
+}
+
+type FitResult<T> = std::result::Result<T, FitError>;
+
+/// `data` in requests of at most `max_bytes` bytes, each with its item count.
+///
+/// A part that fits is returned whole (one copy) with its count. A count is Python's:
+/// 0 for a chunk whose items are malformed inside (the cut copies what fits unread).
+pub fn fit(signal: Signal, data: &[u8], max_bytes: usize) -> FitResult<Vec<(Vec<u8>, u64)>> {
+    if data.len() <= max_bytes {
+        return Ok(vec![(
+            data.to_vec(),
+            count_items(signal, data).unwrap_or(0),
+        )]);
+    }
+    let chunks = cut(data, 0, data.len(), levels(signal), limit(max_bytes), true)?;
+    Ok(chunks
+        .into_iter()
+        .map(|chunk| {
+            let chunk = chunk.into_owned();
+            let items = count_items(signal, &chunk).unwrap_or(0);
+            (chunk, items)
+        })
+        .collect())
+}
+
+/// Fails exactly when [`fit`] would (`SizeLimit.check`), without writing any chunk.
+pub fn check(signal: Signal, data: &[u8], max_bytes: usize) -> FitResult<()> {
+    if data.len() > max_bytes {
+        cut(data, 0, data.len(), levels(signal), limit(max_bytes), false)?;
+    }
+    Ok(())
+}
+
+fn levels(signal: Signal) -> &'static [u64] {
+    match signal {
+        Signal::Traces | Signal::Logs => ENVELOPE,
+        Signal::Metrics => METRICS,
+    }
+}
+
+/// Budgets go negative on the way down (as Python's ints do); a limit beyond i64 is no limit.
+fn limit(max_bytes: usize) -> i64 {
+    i64::try_from(max_bytes).unwrap_or(i64::MAX)
+}
+
+fn too_large<T>(message: String) -> FitResult<T> {
+    Err(FitError::TooLarge(TooLarge(message)))
+}
+
+/// Message bodies of at most `budget` bytes holding every item of `data[start..end]`
+/// (`_cut`). With `emit` false only the errors are computed and nothing is returned.
+fn cut<'a>(
+    data: &'a [u8],
+    start: usize,
+    end: usize,
+    levels: &[u64],
+    budget: i64,
+    emit: bool,
+) -> FitResult<Vec<Cow<'a, [u8]>>> {
+    let size = (end - start) as i64;
+    if size <= budget {
+        return Ok(if emit {
+            vec![Cow::Borrowed(&data[start..end])]
+        } else {
+            Vec::new()
+        });
+    }
+    let Some((&tag, below)) = levels.split_first() else {
+        return too_large(format!(
+            "an item of {size} bytes exceeds the export size limit of {budget} bytes"
+        ));
+    };
+    let mut fields = Vec::new();
+    fields_into(data, start, end, &mut fields)?;
+    if tag == 0 {
+        return cut_metric(data, &fields, budget, emit);
+    }
+    let header_len = raw_len(fields.iter().filter(|f| f.tag != tag));
+    let child_budget = budget - header_len as i64 - FRAME_MAX;
+    if child_budget <= 0 {
+        return too_large(format!(
+            "a header of {header_len} bytes leaves no room under the limit of {budget} bytes"
+        ));
+    }
+    let header = if emit {
+        raw_concat(data, fields.iter().filter(|f| f.tag != tag), header_len)
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::new();
+    let mut current = header.clone();
+    let mut has_child = false;
+    for f in fields.iter().filter(|f| f.tag == tag) {
+        // Without `emit` the pieces are empty: only the errors of the descent matter.
+        for piece in cut(data, f.payload, f.end, below, child_budget, emit)? {
+            let encoded = 1 + varint_len(piece.len() as u64) + piece.len();
+            if has_child && (current.len() + encoded) as i64 > budget {
+                out.push(Cow::Owned(std::mem::replace(&mut current, header.clone())));
+            }
+            put_frame(&mut current, tag, &piece);
+            has_child = true;
+        }
+    }
+    if has_child {
+        out.push(Cow::Owned(current));
+    }
+    Ok(out)
+}
+
+/// A Metric over its budget: its first data field cut along the data points, every piece
+/// under the metric's other fields (`_cut_metric`).
+fn cut_metric<'a>(
+    data: &'a [u8],
+    fields: &[Field],
+    budget: i64,
+    emit: bool,
+) -> FitResult<Vec<Cow<'a, [u8]>>> {
+    let is_data = |f: &&Field| METRIC_DATA_TAGS.contains(&f.tag);
+    let header_len = raw_len(fields.iter().filter(|f| !is_data(f)));
+    let Some(body) = fields.iter().find(is_data) else {
+        return too_large(format!(
+            "a metric without data points exceeds the export size limit of {budget} bytes"
+        ));
+    };
+    let pieces = cut(
+        data,
+        body.payload,
+        body.end,
+        DATA_POINTS,
+        budget - header_len as i64 - FRAME_MAX,
+        emit,
+    )?;
+    if !emit {
+        return Ok(Vec::new());
+    }
+    let header = raw_concat(data, fields.iter().filter(|f| !is_data(f)), header_len);
+    Ok(pieces
+        .into_iter()
+        .map(|piece| {
+            let mut chunk =
+                Vec::with_capacity(header.len() + 1 + varint_len(piece.len() as u64) + piece.len());
+            chunk.extend_from_slice(&header);
+            put_frame(&mut chunk, body.tag, &piece);
+            Cow::Owned(chunk)
+        })
+        .collect())
+}
+
+/// Bytes of these fields as they stand on the wire (tags included).
+fn raw_len<'f>(fields: impl Iterator<Item = &'f Field>) -> usize {
+    fields.map(|f| f.end - f.start).sum()
+}
+
+fn raw_concat<'f>(data: &[u8], fields: impl Iterator<Item = &'f Field>, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    for f in fields {
+        out.extend_from_slice(&data[f.start..f.end]);
+    }
+    out
+}
+
+/// A LEN field: `tag` (one byte here), the length varint, the payload (`frame(tag, n) + piece`).
+fn put_frame(out: &mut Vec<u8>, tag: u64, payload: &[u8]) {
+    out.push(tag as u8);
+    put_varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn len_field(tag: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_frame(&mut out, u64::from(tag), payload);
+        out
+    }
+
+    /// A span of `n` bytes in all (tag 0x12 framed inside a scope group): its payload is a name.
+    fn span(name_len: usize) -> Vec<u8> {
+        len_field(0x2A, &vec![b's'; name_len])
+    }
+
+    /// A request of one resource (with a `resource` header) and one scope holding `spans`.
+    fn request(resource: &[u8], spans: &[Vec<u8>]) -> Vec<u8> {
+        let mut scope = len_field(0x0A, b"scope");
+        for s in spans {
+            scope.extend(len_field(0x12, s));
+        }
+        let mut group = len_field(0x0A, resource);
+        group.extend(len_field(0x12, &scope));
+        len_field(0x0A, &group)
+    }
+
+    fn spans_in(signal: Signal, chunks: &[(Vec<u8>, u64)]) -> u64 {
+        chunks
+            .iter()
+            .map(|(c, _)| count_items(signal, c).unwrap())
+            .sum()
+    }
+
+    #[test]
+    fn a_part_that_fits_is_returned_whole_with_its_count() {
+        let data = request(b"res", &[span(10), span(20)]);
+        let chunks = fit(Signal::Traces, &data, data.len()).unwrap();
+        assert_eq!(chunks, vec![(data.clone(), 2)]);
+        assert_eq!(check(Signal::Traces, &data, data.len()), Ok(()));
+    }
+
+    #[test]
+    fn a_part_over_the_limit_is_cut_into_valid_chunks_holding_every_span_once() {
+        let spans: Vec<Vec<u8>> = (0..50).map(|i| span(30 + i)).collect();
+        let data = request(b"resource attributes", &spans);
+        let limit = 300;
+        let chunks = fit(Signal::Traces, &data, limit).unwrap();
+        assert!(chunks.len() > 5, "{} chunks", chunks.len());
+        for (chunk, items) in &chunks {
+            assert!(chunk.len() <= limit);
+            assert_eq!(count_items(Signal::Traces, chunk), Ok(*items));
+            assert!(*items > 0);
+        }
+        assert_eq!(spans_in(Signal::Traces, &chunks), 50);
+        // The spans come out in order, byte for byte, each under the same resource and scope.
+        let mut cut_spans = Vec::new();
+        for (chunk, _) in &chunks {
+            let mut groups = Vec::new();
+            fields_into(chunk, 0, chunk.len(), &mut groups).unwrap();
+            assert_eq!(groups.len(), 1);
+            let mut group_fields = Vec::new();
+            fields_into(chunk, groups[0].payload, groups[0].end, &mut group_fields).unwrap();
+            assert_eq!(
+                &chunk[group_fields[0].payload..group_fields[0].end],
+                b"resource attributes"
+            );
+            let scope = group_fields[1];
+            let mut items = Vec::new();
+            fields_into(chunk, scope.payload, scope.end, &mut items).unwrap();
+            assert_eq!(&chunk[items[0].payload..items[0].end], b"scope");
+            cut_spans.extend(items[1..].iter().map(|f| chunk[f.payload..f.end].to_vec()));
+        }
+        assert_eq!(cut_spans, spans);
+        assert_eq!(check(Signal::Traces, &data, limit), Ok(()));
+    }
+
+    #[test]
+    fn a_single_span_over_the_limit_is_too_large_with_pythons_words() {
+        let data = request(b"r", &[span(10), span(500)]);
+        let expected = Err(FitError::TooLarge(TooLarge(
+            // 200 - 6 (request) - 3 - 6 (resource) - 7 - 6 (scope) = 172 for the 503-byte span.
+            "an item of 503 bytes exceeds the export size limit of 172 bytes".to_owned(),
+        )));
+        assert_eq!(fit(Signal::Traces, &data, 200), expected);
+        assert_eq!(check(Signal::Traces, &data, 200), expected.map(|_| ()));
+    }
+
+    #[test]
+    fn a_header_that_leaves_no_room_is_too_large() {
+        let data = request(&[b'r'; 300], &[span(10), span(10)]);
+        let Err(FitError::TooLarge(TooLarge(message))) = fit(Signal::Logs, &data, 200) else {
+            panic!("expected TooLarge");
+        };
+        assert_eq!(
+            message,
+            "a header of 303 bytes leaves no room under the limit of 194 bytes"
+        );
+    }
+
+    /// A metric (name + sum of `points` number points) in a request of one resource and scope.
+    fn metric_request(points: usize) -> Vec<u8> {
+        let mut sum = Vec::new();
+        for i in 0..points {
+            sum.extend(len_field(0x0A, &[0x31, i as u8, 0, 0, 0, 0, 0, 0, 0]));
+        }
+        sum.extend([0x10, 0x02]); // aggregation_temporality
+        let mut metric = len_field(0x0A, b"requests");
+        metric.extend(len_field(0x3A, &sum));
+        let mut scope = len_field(0x0A, b"scope");
+        scope.extend(len_field(0x12, &metric));
+        let mut group = len_field(0x0A, b"res");
+        group.extend(len_field(0x12, &scope));
+        len_field(0x0A, &group)
+    }
+
+    #[test]
+    fn a_metric_is_cut_along_its_data_points_keeping_its_name_and_temporality() {
+        let data = metric_request(40);
+        assert_eq!(count_items(Signal::Metrics, &data), Ok(40));
+        let chunks = fit(Signal::Metrics, &data, 120).unwrap();
+        assert!(chunks.len() >= 4);
+        assert!(chunks.iter().all(|(c, n)| c.len() <= 120 && *n > 0));
+        assert_eq!(chunks.iter().map(|(_, n)| n).sum::<u64>(), 40);
+        for (chunk, _) in &chunks {
+            assert!(chunk.windows(8).any(|w| w == b"requests"));
+            // The sum's other fields lead each piece of it (Python joins the header first).
+            assert!(chunk
+                .windows(4)
+                .any(|w| w[0] == 0x3A && w[2..] == [0x10, 0x02]));
+        }
+    }
+
+    #[test]
+    fn a_metric_without_data_points_over_the_limit_is_too_large() {
+        let mut metric = len_field(0x0A, &[b'm'; 300]);
+        metric.extend(len_field(0x12, b"description"));
+        let mut scope = len_field(0x12, &metric);
+        scope.extend(len_field(0x12, &metric));
+        let group = len_field(0x12, &scope);
+        let data = len_field(0x0A, &group);
+        let Err(FitError::TooLarge(TooLarge(message))) = fit(Signal::Metrics, &data, 250) else {
+            panic!("expected TooLarge");
+        };
+        assert!(message.starts_with("a metric without data points exceeds"));
+    }
+
+    #[test]
+    fn bad_framing_over_the_limit_is_malformed_and_never_panics() {
+        let data = request(b"r", &[span(100), span(100)]);
+        for cut_at in 0..data.len() {
+            for limit in [0, 1, 50, 120] {
+                let truncated = &data[..cut_at];
+                let _ = fit(Signal::Traces, truncated, limit);
+                let _ = fit(Signal::Metrics, truncated, limit);
+                assert_eq!(
+                    check(Signal::Logs, truncated, limit).err(),
+                    fit(Signal::Logs, truncated, limit).err()
+                );
+            }
+        }
+        // A resource group whose length runs past the end.
+        let bad = [0x0A, 0x7F, 0x12, 0x00];
+        assert!(matches!(
+            fit(Signal::Traces, &bad, 2),
+            Err(FitError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn counts_are_pythons_zero_for_a_malformed_request() {
+        assert!(count_items(Signal::Traces, &[0x0A, 0x05]).is_err());
+        let chunks = fit(Signal::Traces, &[0x0A, 0x05], 10).unwrap();
+        assert_eq!(chunks, vec![(vec![0x0A, 0x05], 0)]);
+    }
+}
