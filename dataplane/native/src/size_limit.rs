@@ -18,7 +18,6 @@
 //! [`FitError::Malformed`]. Both come out in the order Python raises them, so the two
 //! implementations refuse the same inputs with the same class.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use crate::split::Signal;
@@ -94,9 +93,9 @@ pub fn fit(signal: Signal, data: &[u8], max_bytes: usize) -> FitResult<Vec<(Vec<
     }
     let chunks = cut(data, 0, data.len(), levels(signal), limit(max_bytes), true)?;
     Ok(chunks
-        .into_iter()
-        .map(|chunk| {
-            let chunk = chunk.into_owned();
+        .iter()
+        .map(|rope| {
+            let chunk = rope.to_vec(data);
             let items = count_items(signal, &chunk).unwrap_or(0);
             (chunk, items)
         })
@@ -127,23 +126,100 @@ fn too_large<T>(message: String) -> FitResult<T> {
     Err(FitError::TooLarge(TooLarge(message)))
 }
 
+/// A chunk under construction: ranges of the input and new frame prefixes, copied out once
+/// at the end. Adjacent ranges merge, so a run of items that keep their own frames (the
+/// canonical encoding) is one range however many items it holds.
+#[derive(Clone, Default)]
+struct Rope {
+    segs: Vec<Seg>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Seg {
+    Src(usize, usize),
+    /// A LEN field's prefix: its tag (one byte: every tag cut along is) and this length.
+    Frame(u8, usize),
+}
+
+impl Rope {
+    fn push_src(&mut self, start: usize, end: usize) {
+        if start == end {
+            return;
+        }
+        self.len += end - start;
+        if let Some(Seg::Src(_, last)) = self.segs.last_mut() {
+            if *last == start {
+                *last = end;
+                return;
+            }
+        }
+        self.segs.push(Seg::Src(start, end));
+    }
+
+    fn append(&mut self, other: &Rope) {
+        for &seg in &other.segs {
+            match seg {
+                Seg::Src(s, e) => self.push_src(s, e),
+                Seg::Frame(_, n) => {
+                    self.segs.push(seg);
+                    self.len += 1 + varint_len(n as u64);
+                }
+            }
+        }
+    }
+
+    /// `frame(f's tag, len(piece)) + piece` for a piece of the child field `f`; `piece`
+    /// None is f's whole payload. A whole child whose prefix on the wire is already the
+    /// canonical one (a one-byte tag, a shortest varint: then the bytes are the same) is
+    /// copied with its prefix as it stands.
+    fn push_framed(&mut self, f: &Field, piece: Option<&Rope>) {
+        let piece_len = piece.map_or(f.end - f.payload, |p| p.len);
+        let prefix = 1 + varint_len(piece_len as u64);
+        if piece.is_none() && f.payload - f.start == prefix {
+            self.push_src(f.start, f.end);
+            return;
+        }
+        self.segs.push(Seg::Frame(f.tag as u8, piece_len));
+        self.len += prefix;
+        match piece {
+            None => self.push_src(f.payload, f.end),
+            Some(p) => self.append(p),
+        }
+    }
+
+    fn to_vec(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for seg in &self.segs {
+            match *seg {
+                Seg::Src(s, e) => out.extend_from_slice(&data[s..e]),
+                Seg::Frame(tag, n) => {
+                    out.push(tag);
+                    put_varint(&mut out, n as u64);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Message bodies of at most `budget` bytes holding every item of `data[start..end]`
 /// (`_cut`). With `emit` false only the errors are computed and nothing is returned.
-fn cut<'a>(
-    data: &'a [u8],
+fn cut(
+    data: &[u8],
     start: usize,
     end: usize,
     levels: &[u64],
     budget: i64,
     emit: bool,
-) -> FitResult<Vec<Cow<'a, [u8]>>> {
+) -> FitResult<Vec<Rope>> {
     let size = (end - start) as i64;
     if size <= budget {
-        return Ok(if emit {
-            vec![Cow::Borrowed(&data[start..end])]
-        } else {
-            Vec::new()
-        });
+        let mut whole = Rope::default();
+        if emit {
+            whole.push_src(start, end);
+        }
+        return Ok(vec![whole]);
     }
     let Some((&tag, below)) = levels.split_first() else {
         return too_large(format!(
@@ -155,100 +231,103 @@ fn cut<'a>(
     if tag == 0 {
         return cut_metric(data, &fields, budget, emit);
     }
-    let header_len = raw_len(fields.iter().filter(|f| f.tag != tag));
-    let child_budget = budget - header_len as i64 - FRAME_MAX;
+    let header = header_of(&fields, |f| f.tag != tag);
+    let child_budget = budget - header.len as i64 - FRAME_MAX;
     if child_budget <= 0 {
         return too_large(format!(
-            "a header of {header_len} bytes leaves no room under the limit of {budget} bytes"
+            "a header of {} bytes leaves no room under the limit of {budget} bytes",
+            header.len
         ));
     }
-    let header = if emit {
-        raw_concat(data, fields.iter().filter(|f| f.tag != tag), header_len)
-    } else {
-        Vec::new()
-    };
     let mut out = Vec::new();
     let mut current = header.clone();
     let mut has_child = false;
     for f in fields.iter().filter(|f| f.tag == tag) {
-        // Without `emit` the pieces are empty: only the errors of the descent matter.
-        for piece in cut(data, f.payload, f.end, below, child_budget, emit)? {
-            let encoded = 1 + varint_len(piece.len() as u64) + piece.len();
-            if has_child && (current.len() + encoded) as i64 > budget {
-                out.push(Cow::Owned(std::mem::replace(&mut current, header.clone())));
+        // A child that fits is one piece, itself (what `_cut` answers first), read no further.
+        let pieces = if ((f.end - f.payload) as i64) <= child_budget {
+            None
+        } else {
+            Some(cut(data, f.payload, f.end, below, child_budget, emit)?)
+        };
+        if !emit {
+            continue;
+        }
+        let mut add = |piece: Option<&Rope>| {
+            let piece_len = piece.map_or(f.end - f.payload, |p| p.len);
+            let encoded = 1 + varint_len(piece_len as u64) + piece_len;
+            if has_child && (current.len + encoded) as i64 > budget {
+                out.push(std::mem::replace(&mut current, header.clone()));
             }
-            put_frame(&mut current, tag, &piece);
+            current.push_framed(f, piece);
             has_child = true;
+        };
+        match &pieces {
+            None => add(None),
+            Some(pieces) => pieces.iter().for_each(|p| add(Some(p))),
         }
     }
     if has_child {
-        out.push(Cow::Owned(current));
+        out.push(current);
     }
     Ok(out)
 }
 
 /// A Metric over its budget: its first data field cut along the data points, every piece
 /// under the metric's other fields (`_cut_metric`).
-fn cut_metric<'a>(
-    data: &'a [u8],
-    fields: &[Field],
-    budget: i64,
-    emit: bool,
-) -> FitResult<Vec<Cow<'a, [u8]>>> {
-    let is_data = |f: &&Field| METRIC_DATA_TAGS.contains(&f.tag);
-    let header_len = raw_len(fields.iter().filter(|f| !is_data(f)));
-    let Some(body) = fields.iter().find(is_data) else {
+fn cut_metric(data: &[u8], fields: &[Field], budget: i64, emit: bool) -> FitResult<Vec<Rope>> {
+    let is_data = |f: &Field| METRIC_DATA_TAGS.contains(&f.tag);
+    let header = header_of(fields, |f| !is_data(f));
+    let Some(body) = fields.iter().find(|f| is_data(f)) else {
         return too_large(format!(
             "a metric without data points exceeds the export size limit of {budget} bytes"
         ));
     };
-    let pieces = cut(
-        data,
-        body.payload,
-        body.end,
-        DATA_POINTS,
-        budget - header_len as i64 - FRAME_MAX,
-        emit,
-    )?;
+    let child_budget = budget - header.len as i64 - FRAME_MAX;
+    let whole = ((body.end - body.payload) as i64) <= child_budget;
+    let pieces = if whole {
+        Vec::new()
+    } else {
+        cut(
+            data,
+            body.payload,
+            body.end,
+            DATA_POINTS,
+            child_budget,
+            emit,
+        )?
+    };
     if !emit {
         return Ok(Vec::new());
     }
-    let header = raw_concat(data, fields.iter().filter(|f| !is_data(f)), header_len);
-    Ok(pieces
-        .into_iter()
-        .map(|piece| {
-            let mut chunk =
-                Vec::with_capacity(header.len() + 1 + varint_len(piece.len() as u64) + piece.len());
-            chunk.extend_from_slice(&header);
-            put_frame(&mut chunk, body.tag, &piece);
-            Cow::Owned(chunk)
-        })
-        .collect())
-}
-
-/// Bytes of these fields as they stand on the wire (tags included).
-fn raw_len<'f>(fields: impl Iterator<Item = &'f Field>) -> usize {
-    fields.map(|f| f.end - f.start).sum()
-}
-
-fn raw_concat<'f>(data: &[u8], fields: impl Iterator<Item = &'f Field>, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    for f in fields {
-        out.extend_from_slice(&data[f.start..f.end]);
+    let chunk = |piece: Option<&Rope>| {
+        let mut chunk = header.clone();
+        chunk.push_framed(body, piece);
+        chunk
+    };
+    if whole {
+        return Ok(vec![chunk(None)]);
     }
-    out
+    Ok(pieces.iter().map(|p| chunk(Some(p))).collect())
 }
 
-/// A LEN field: `tag` (one byte here), the length varint, the payload (`frame(tag, n) + piece`).
-fn put_frame(out: &mut Vec<u8>, tag: u64, payload: &[u8]) {
-    out.push(tag as u8);
-    put_varint(out, payload.len() as u64);
-    out.extend_from_slice(payload);
+/// The fields of a message that `keep` selects, as they stand on the wire, in order.
+fn header_of(fields: &[Field], keep: impl Fn(&Field) -> bool) -> Rope {
+    let mut header = Rope::default();
+    for f in fields.iter().filter(|f| keep(f)) {
+        header.push_src(f.start, f.end);
+    }
+    header
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn put_frame(out: &mut Vec<u8>, tag: u64, payload: &[u8]) {
+        out.push(tag as u8);
+        put_varint(out, payload.len() as u64);
+        out.extend_from_slice(payload);
+    }
 
     fn len_field(tag: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
