@@ -13,6 +13,7 @@
 //!
 //! Nothing is walked unless the part is over the limit, and then only the frames that
 //! are over their share of it: a span or a scope group that fits is copied as it is.
+//! Chunks are planned as ropes of input ranges and new frame prefixes and copied out once.
 //! A single item that cannot fit with its headers is [`TooLarge`] (Python's
 //! `ItemTooLargeError`, same text); bad framing on the way down is
 //! [`FitError::Malformed`]. Both come out in the order Python raises them, so the two
@@ -491,6 +492,31 @@ mod tests {
             fit(Signal::Traces, &bad, 2),
             Err(FitError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn padded_frames_of_items_are_rewritten_canonically_and_canonical_ones_kept() {
+        // A scope group of three 10-byte spans, the middle one framed with a padded length.
+        let s = span(8);
+        let mut scope = len_field(0x12, &s);
+        scope.extend([0x12, 0x8A, 0x00]);
+        scope.extend(&s);
+        scope.extend(len_field(0x12, &s));
+        let group = len_field(0x12, &scope);
+        let data = len_field(0x0A, &group);
+        // Budgets: 34 for the request, 28 for the resource group, 22 for the scope group,
+        // whose three spans (12 bytes framed) go one per scope piece; two scope pieces
+        // (14 bytes framed) share a resource group. `SizeLimit(34).fit` writes these bytes.
+        let chunks = fit(Signal::Traces, &data, 34).unwrap();
+        let scope_piece = len_field(0x12, &len_field(0x12, &s));
+        let expected = vec![
+            (
+                len_field(0x0A, &[&scope_piece[..], &scope_piece].concat()),
+                2,
+            ),
+            (len_field(0x0A, &scope_piece), 1),
+        ];
+        assert_eq!(chunks, expected);
     }
 
     #[test]
