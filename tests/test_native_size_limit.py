@@ -11,7 +11,7 @@ bytes carry that over.
 Inputs: generated requests of every signal (tests/otlpgen.py) under limits from a few
 bytes (every item too large) to above their size (returned whole); hand-built requests
 with padded tags and lengths, unknown fields at every level and a metric carrying two
-kinds of data, at *every* limit; a 10 MiB trace request at 4 MiB; and mutated, random and
+kinds of data, at *every* limit; a 16 MiB trace request (40 000 spans) at 4 MiB; and mutated, random and
 truncated bytes (tests/test_wire_fuzz.py's strategies), where only the two refusals may
 come out: a Rust panic would surface as pyo3's ``PanicException``, a ``BaseException``
 this file does not catch, so the test fails.
@@ -124,7 +124,7 @@ def test_native_cuts_hand_built_requests_like_python_at_every_limit(signal: str,
     assert "too large" in kinds and max(chunks) > 2 and chunks[-1] == 1
 
 
-def test_a_10_mib_trace_request_is_cut_at_4_mib_like_python() -> None:
+def test_a_16_mib_trace_request_is_cut_at_4_mib_like_python() -> None:
     payload = build_request(seed=1, spans=40_000)
     limit = 4 * 1024 * 1024
     parts = _native.fit_parts("traces", payload, limit)
