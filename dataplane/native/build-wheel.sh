@@ -94,6 +94,10 @@ stage_sources() {
   (cd "$REPO" && tar -cf - --exclude=__pycache__ --exclude='*.pyc' --exclude='*.so' --exclude=target \
       --exclude=build --exclude='*.egg-info' --exclude=.hypothesis --exclude=.mypy_cache "${paths[@]}") |
     tar -xf - -C "$dst"
+  # tar keeps the files' old times; cargo judges freshness by times alone (its dep-info paths are relative),
+  # so staged sources older than an output in the shared target dir, built from OTHER sources, would be
+  # taken as up to date and that stale extension shipped. Staged now, they are newer than any output.
+  find "$dst" -exec touch {} +
 }
 
 build() {
