@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backends import Backend, Route
+from .backends import Backend, Route, python_backend
 from .delivery import BackendDelivery, PartFailure, Progress
 from .ejection import Ejector
 from .memory import MemoryBudget
@@ -100,7 +100,8 @@ class Admission:
         """
         fit = self._size_limit.fit
         parts = [
-            (route.backends[idx], fit(Batch(signal, payload, items))) for idx, (payload, items) in split.parts.items()
+            (python_backend(route.backends[idx]), fit(Batch(signal, payload, items)))
+            for idx, (payload, items) in split.parts.items()
         ]
         nbytes = sum(len(chunk.payload) for _, chunks in parts for chunk in chunks)
         if self._queued:

@@ -13,6 +13,11 @@ exports finish (a failure re-routes too), then its channel is closed, and the
 metric series labelled with its endpoint are removed ``Telemetry.forget_delay``
 (60 s) later unless it came back meanwhile.
 
+With the native pipeline (:mod:`dataplane.pipeline`) a backend is a
+:class:`~dataplane.pipeline.NativeBackend` (channel, queue and consumers are
+native), each route is handed to the pipeline as it is swapped, and retiring
+is the pipeline's :meth:`~dataplane.pipeline.NativePipeline.retire`.
+
 Passive ejection (:mod:`dataplane.ejection`) takes a persistently failing
 backend out of the ring the same way, while the resolver still lists it: the
 ring is built over the resolved endpoints the :class:`~dataplane.ejection.Ejector`
@@ -32,6 +37,7 @@ from .config_model import CoalesceConfig, LoadBalancingConfig, OTLPExporterConfi
 from .ejection import Ejector
 from .exporter import BackendClient
 from .memory import MemoryBudget
+from .pipeline import NativeBackend, NativePipeline
 from .queue import Batch, SendingQueue
 from .ring import NoBackendsError, Ring
 from .ring_worker import RingBuilder
@@ -77,12 +83,18 @@ class Backend:
             self.queue.start()
 
 
+def python_backend(backend: Backend | NativeBackend) -> Backend:
+    """A backend as the Python orchestration holds it (it never sees native ones)."""
+    assert isinstance(backend, Backend), "a native backend reached the Python data path"
+    return backend
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """A ring and the backend objects its indexes refer to (swapped as one)."""
 
     ring: Ring
-    backends: tuple[Backend, ...]
+    backends: tuple[Backend | NativeBackend, ...]
     version: int
 
 
@@ -110,7 +122,8 @@ class BackendSet:
         self.ejector = ejector
         self._resolved: tuple[str, ...] = ()
         self._route: Route | None = None
-        self._backends: dict[str, Backend] = {}
+        self._backends: dict[str, Backend | NativeBackend] = {}
+        self.native: NativePipeline | None = None  # set when the native pipeline serves the config
         self._pending: tuple[str, ...] | None = None
         self._updater: asyncio.Task[None] | None = None
         self._version = 0
@@ -121,7 +134,7 @@ class BackendSet:
         return self._route
 
     @property
-    def backends(self) -> list[Backend]:
+    def backends(self) -> list[Backend | NativeBackend]:
         return list(self._backends.values())
 
     def update(self, endpoints: Sequence[str]) -> None:
@@ -158,8 +171,12 @@ class BackendSet:
                 ring = None
         for ep in endpoints:
             if ep not in self._backends:
-                self._backends[ep] = Backend(
-                    ep, self._cfg.protocol, self._telemetry, self._consume, self._budget, self._cfg.coalesce
+                self._backends[ep] = (
+                    self.native.backend(ep)
+                    if self.native is not None
+                    else Backend(
+                        ep, self._cfg.protocol, self._telemetry, self._consume, self._budget, self._cfg.coalesce
+                    )
                 )
         leaving = [b for ep, b in self._backends.items() if ep not in set(endpoints)]
         if ring is not None:
@@ -170,6 +187,9 @@ class BackendSet:
                 self._telemetry.ring_share.labels(endpoint=ep).set(share)
         else:
             self._route = None
+        if self.native is not None:
+            route = self._route
+            self.native.set_route(ring, route.backends if route is not None else ())
         for backend in leaving:
             del self._backends[backend.endpoint]
             with contextlib.suppress(KeyError):
@@ -182,18 +202,13 @@ class BackendSet:
         if endpoint not in self._resolved:
             self._telemetry.forget_endpoint(endpoint)
 
-    async def _retire(self, backend: Backend) -> None:
+    async def _retire(self, backend: Backend | NativeBackend) -> None:
         """Take a backend out: re-route what waits for it, let in-flight calls finish, close."""
-        backend.retiring.set()
-        if backend.queue is not None:
-            waiting = backend.queue.take_all()
-            if waiting:
-                log.info("backend %s left: re-routing %d queued batch(es)", backend.endpoint, len(waiting))
-                self._reroute(waiting)
-            # In-flight exports finish (bounded by the export timeout); failures re-route.
-            await backend.queue.wait_idle()
-            await backend.queue.stop()
-        await backend.client.close(grace=1.0)
+        if isinstance(backend, NativeBackend):
+            assert self.native is not None
+            await self.native.retire(backend)
+        else:
+            await self._retire_python(backend)
         if backend.endpoint not in self._backends:
             # Back in the set while this one drained? Then the series belong to its successor.
             if backend.endpoint in self._resolved:
@@ -207,3 +222,15 @@ class BackendSet:
                     self._telemetry.forget_delay, self._forget_if_gone, backend.endpoint
                 )
         log.info("backend %s retired", backend.endpoint)
+
+    async def _retire_python(self, backend: Backend) -> None:
+        backend.retiring.set()
+        if backend.queue is not None:
+            waiting = backend.queue.take_all()
+            if waiting:
+                log.info("backend %s left: re-routing %d queued batch(es)", backend.endpoint, len(waiting))
+                self._reroute(waiting)
+            # In-flight exports finish (bounded by the export timeout); failures re-route.
+            await backend.queue.wait_idle()
+            await backend.queue.stop()
+        await backend.client.close(grace=1.0)

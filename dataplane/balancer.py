@@ -18,6 +18,12 @@ rings built by :mod:`dataplane.ring_worker`), re-routing of a departed
 backend's data (:mod:`dataplane.rerouting`) and the drain at exit
 (:mod:`dataplane.shutdown`).
 
+With the usual configuration all of this runs natively
+(:mod:`dataplane.pipeline`): the receivers hand requests to the native pipeline
+directly, and this class only starts it, feeds it the backend sets and drains it;
+:func:`~dataplane.pipeline.native_unsupported` names the settings that keep the
+flow in Python (it is logged at start-up).
+
 Every item that is lost after acceptance is counted in
 ``ringleader_items_failed_total{reason=...}`` and logged.
 """
@@ -25,15 +31,19 @@ Every item that is lost after acceptance is counted in
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import Sequence
 
 from . import shutdown
 from .admission import Admission, RefusedError, wait_for_room
-from .backends import Backend, BackendSet, Route
+from .backends import Backend, BackendSet, Route, python_backend
 from .config_model import LoadBalancingConfig
 from .delivery import BackendDelivery, Progress
 from .ejection import Ejector, grpc_probe
 from .memory import MemoryBudget
+from .pipeline import NativePipeline, native_unsupported
 from .queue import Batch, SendingQueue
 from .request_retry import RequestRetry
 from .rerouting import Rerouter
@@ -43,6 +53,8 @@ from .tasks import Background
 from .telemetry import Telemetry
 
 __all__ = ["LoadBalancer", "RefusedError", "Route"]
+
+log = logging.getLogger("ringleader.balancer")
 
 
 class LoadBalancer:
@@ -58,6 +70,8 @@ class LoadBalancer:
         self.cfg = cfg
         self.telemetry = telemetry
         self.budget = budget or MemoryBudget.unlimited()
+        self.signals = tuple(signals)
+        self.native: NativePipeline | None = None
         self.splitters: dict[str, Splitter] = {
             s: make_splitter(s, cfg.routing_key_for(s), cfg.routing_attributes) for s in signals
         }
@@ -102,6 +116,14 @@ class LoadBalancer:
 
     # ------------------------------------------------------------------ state -----
     def start(self) -> None:
+        """Start the data path: the native pipeline when it serves the config, else Python's."""
+        why = native_unsupported(self.cfg, self.signals)
+        if why is None:
+            self.native = NativePipeline(self.cfg, self.signals, self.telemetry, self.budget, self.ejector)
+            self._backends.native = self.native
+            log.info("data path: native pipeline")
+        else:
+            log.info("data path: Python orchestration over the native transport, because %s", why)
         self._requests.start()
 
     @property
@@ -118,9 +140,13 @@ class LoadBalancer:
 
     @property
     def orphans(self) -> int:
+        if self.native is not None:
+            return self.native.orphans
         return self._rerouter.orphans
 
     def queue_sizes(self) -> dict[str, int]:
+        if self.native is not None:
+            return self.native.queue_sizes()
         return {b.endpoint: b.queue.size if b.queue else 0 for b in self._backends.backends}
 
     # ------------------------------------------------------------ backend updates -----
@@ -212,6 +238,8 @@ class LoadBalancer:
     def stop_accepting(self) -> None:
         """Refuse new requests (``shutting_down``) and release those waiting for room."""
         self._stopping = True
+        if self.native is not None:
+            self.native.stop_accepting()
         for q in self._queues():
             q.wake_waiters()
 
@@ -223,8 +251,22 @@ class LoadBalancer:
         """Stop accepting, flush every queue within ``drain_timeout``, count what is left."""
         self.stop_accepting()
         await self.ejector.close()
-        backends = self._backends.backends
+        if self.native is not None:
+            await self._shutdown_native(drain_timeout)
+            return
+        backends = [python_backend(b) for b in self._backends.backends]
         queues = self._queues()
         await shutdown.drain(
             queues, self._tasks, self._rerouter, backends, self._backends.ring_builder, self.telemetry, drain_timeout
         )
+
+    async def _shutdown_native(self, drain_timeout: float) -> None:
+        deadline = time.monotonic() + drain_timeout
+        assert self.native is not None
+        # Retirements under way finish as their queues drain (or are stopped by the drain).
+        retiring = asyncio.ensure_future(self._tasks.wait())
+        await self.native.drain(drain_timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(retiring, max(0.1, deadline - time.monotonic()))
+        await self._tasks.cancel()
+        self._backends.ring_builder.close()

@@ -155,19 +155,28 @@ class Ejector:
         if health is not None:
             self._consider(endpoint, health, "queue_full")
 
+    def unhealthy(self, endpoint: str, reason: str, stalled: float, failures: int) -> None:
+        """The native pipeline found ``endpoint`` without progress for the window (it tracks
+        the health of its backends itself): eject it if the limits allow."""
+        if endpoint in self._health:
+            self._decide(endpoint, reason, stalled, failures)
+
     # -- decisions --------------------------------------------------------------------------
     def _consider(self, endpoint: str, health: _Health, reason: str) -> None:
+        stalled = time.monotonic() - health.last_progress
+        if stalled < self._cfg.window:
+            return
+        self._decide(endpoint, reason, stalled, health.failures)
+
+    def _decide(self, endpoint: str, reason: str, stalled: float, failures: int) -> None:
         if not self._cfg.enabled or self._closed or endpoint in self._ejected:
             return
         now = time.monotonic()
-        if now - health.last_progress < self._cfg.window:
-            return
         resolved = len(self._resolved)
         allowed = max(1, math.floor(resolved * self._cfg.max_ejected_percent / 100))
         if len(self._ejected) >= allowed or resolved - len(self._ejected) <= 1:
             self._telemetry.record_ejection_skipped(endpoint)
             return
-        stalled = now - health.last_progress
         log.warning(
             "ejecting backend %s for at least %.0fs: no successful export for %.1fs (%s, %d failed in a row); "
             "its data goes to the other backends",
@@ -175,7 +184,7 @@ class Ejector:
             self._cfg.cooldown,
             stalled,
             reason,
-            health.failures,
+            failures,
         )
         ejected = _Ejected(now, reason)
         self._ejected[endpoint] = ejected

@@ -24,9 +24,12 @@ The transport is native (``dataplane/native``, ``src/server``): hyper serves
 HTTP/2 (gRPC, h2c) and HTTP/1.1 or h2c (OTLP/HTTP) on the data path's own
 threads, reads, decompresses (identity, gzip, deflate, zstd, snappy: over gRPC
 too) and checks size limits and the memory budget without the interpreter lock.
-A request that passes those checks is handed to this module once (one copy into
-``bytes``), on the asyncio loop, as a ``_native.Call``; :class:`Intake` routes it
-and the answer goes back with ``call.respond``. Refusals the transport decides
+With the native pipeline (:mod:`dataplane.pipeline`, the usual configuration) a
+request that passes those checks is routed and answered natively; only OTLP/JSON
+bodies come here, to be converted to protobuf and submitted to the pipeline.
+Otherwise a request is handed to this module once (one copy into ``bytes``), on
+the asyncio loop, as a ``_native.Call``; :class:`Intake` routes it and the answer
+goes back with ``call.respond``. Refusals the transport decides
 itself (``too_large``, ``unsupported_media_type``, ``unsupported_encoding``,
 ``malformed`` compressed bodies, ``memory_limit``) are answered natively and
 counted here, like every other refusal.
@@ -204,6 +207,7 @@ class _NativeReceiver:
     async def start(self) -> None:
         host, port = listen_address(self._endpoint)
         self._loop = asyncio.get_running_loop()
+        pipeline = self._intake.balancer.native
         self._native = _native.Receiver(
             self.transport,
             host,
@@ -214,6 +218,7 @@ class _NativeReceiver:
             self._on_request,
             self._on_cancel,
             self._on_refused,
+            pipeline=None if pipeline is None else pipeline.native,
         )
         self.port = self._native.port
 
@@ -269,6 +274,10 @@ class _NativeReceiver:
                 except MalformedError as exc:
                     self._intake.telemetry.record_refused(signal, "malformed", None, str(exc))
                     raise _Refusal("malformed", Code.INVALID_ARGUMENT, 400, str(exc)) from None
+                pipeline = self._intake.balancer.native
+                if pipeline is not None:
+                    pipeline.submit(call, data)  # answered natively, like every protobuf request
+                    return
             items = await self._intake.accept(signal, data, transport, deadline)
         except _Refusal as refusal:
             call.respond(refusal.code, refusal.http, str(refusal))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .backends import Backend, Route
+from .backends import Backend, Route, python_backend
 from .memory import MemoryBudget
 from .queue import Batch
 from .routing import Splitter
@@ -64,7 +64,7 @@ class Rerouter:
             self._telemetry.items_rerouted.labels(signal=batch.signal).inc(batch.items)
             split = self._splitters[batch.signal].split_ring(batch.payload, route.ring)
             for idx, (payload, items) in split.parts.items():
-                backend = route.backends[idx]
+                backend = python_backend(route.backends[idx])
                 part = Batch(batch.signal, payload, items)
                 if backend.queue is not None:
                     backend.queue.put(part)  # already accepted: never refused for room

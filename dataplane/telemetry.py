@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -75,6 +76,7 @@ class Telemetry:
 
     def __init__(self, forget_delay: float = FORGET_DELAY) -> None:
         self.forget_delay = forget_delay
+        self._refreshers: list[Callable[[], None]] = []
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # --- upstream-compatible names -------------------------------------------------
@@ -352,8 +354,18 @@ class Telemetry:
             if state.events:
                 log.warning(state.take(now))
 
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """Call ``refresh`` before every exposition (the native pipeline copies its counters in)."""
+        self._refreshers.append(refresh)
+
+    def refresh(self) -> None:
+        """Bring every metric counted elsewhere up to date (see :meth:`add_refresher`)."""
+        for refresh in self._refreshers:
+            refresh()
+
     def render(self) -> bytes:
         """The exposition: ``otelcol_*`` counters without ``_total``, as upstream writes them."""
+        self.refresh()
         return render(self.registry)
 
 

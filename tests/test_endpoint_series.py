@@ -14,14 +14,16 @@ from pathlib import Path
 
 from dataplane.balancer import LoadBalancer
 from dataplane.config_model import (
+    GRPCReceiverConfig,
     LoadBalancingConfig,
     OTLPExporterConfig,
     RetryConfig,
     StaticResolverConfig,
     TLSConfig,
 )
+from dataplane.receiver import GRPCReceiver, Intake
 from dataplane.telemetry import Telemetry
-from tests.harness import SinkProcess, trace_request
+from tests.harness import SinkProcess, grpc_export, trace_request
 
 
 async def _until(predicate, timeout: float, what: str) -> None:
@@ -55,12 +57,16 @@ async def _scenario(stays: str, leaves: str) -> None:
     lb.start()
     lb.update_endpoints([stays, leaves])
     await lb.wait_for_updates()
+    receiver = GRPCReceiver(Intake(lb, telemetry, ("traces",)), GRPCReceiverConfig(endpoint="127.0.0.1:0"))
+    await receiver.start()
     data = trace_request([(os.urandom(16), os.urandom(8)) for _ in range(64)])
-    route, split = lb.split("traces", data)
+    _, split = lb.split("traces", data)
     assert len(split.parts) == 2
-    await lb.consume("traces", data, route, split)
+    code, details = await asyncio.to_thread(grpc_export, f"127.0.0.1:{receiver.port}", "traces", data)
+    assert code.name == "OK", details
 
     def exported(endpoint: str) -> float:
+        telemetry.refresh()  # the native pipeline's counters are copied in before each read
         return (
             telemetry.registry.get_sample_value(
                 "ringleader_items_exported_total", {"endpoint": endpoint, "signal": "traces"}
@@ -78,6 +84,7 @@ async def _scenario(stays: str, leaves: str) -> None:
     await _until(lambda: lb.route is not None and leaves not in lb.route.ring.endpoints, 30, "the ring without it")
     assert f'endpoint="{leaves}"' in telemetry.render().decode()
     await _until(lambda: f'endpoint="{leaves}"' not in telemetry.render().decode(), 30, "the departed series gone")
+    await receiver.stop(1.0)
     after = telemetry.render().decode()
     for name in (
         "ringleader_items_exported_total",

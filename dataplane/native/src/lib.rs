@@ -12,13 +12,17 @@
 //!   the same bytes; `keys` builds resource-level keys, `wire` reads the wire format) over a
 //!   ring table (`ring`) that `ring_build` computes as `dataplane/ring.py`'s reference does;
 //! - `size_limit`: cuts a part over the export size limit into requests a backend takes (a
-//!   port of `dataplane/size_limit.py`, writing the same bytes).
+//!   port of `dataplane/size_limit.py`, writing the same bytes);
+//! - `pipeline`: everything between receiving and exporting: admission (all parts or none),
+//!   per-backend queues with coalescing, export with retries, re-routing, ejection health,
+//!   the drain at shutdown and the counters.
 //!
-//! Python keeps the control side and, for now, the orchestration between receiving and
-//! exporting (admission, queues, retries, ejection, re-routing: issue 10 moves them here
-//! next). The binding (feature `python`: `python`, `py_server`, `py_client`, `bridge`)
-//! exposes all of it as the extension module `dataplane._native`; `bridge` hands results to
-//! the asyncio loop and stands still at interpreter exit.
+//! Python keeps the control side (configuration, resolvers, ring building, metrics, shutdown)
+//! and the orchestration for the few configurations the pipeline does not serve (see
+//! `dataplane/pipeline.py`). The binding (feature `python`: `python`, `py_server`,
+//! `py_client`, `py_pipeline`, `bridge`) exposes all of it as the extension module
+//! `dataplane._native`; `bridge` hands results to the asyncio loop and stands still at
+//! interpreter exit.
 //!
 //! Without the `python` feature the crate is plain Rust: `cargo test` and `cargo clippy`
 //! need neither libpython nor pyo3.
@@ -26,6 +30,7 @@
 pub mod budget;
 pub mod client;
 pub mod keys;
+pub mod pipeline;
 pub mod ring;
 pub mod ring_build;
 pub mod runtime;
@@ -38,6 +43,8 @@ pub mod wire;
 mod bridge;
 #[cfg(feature = "python")]
 mod py_client;
+#[cfg(feature = "python")]
+mod py_pipeline;
 #[cfg(feature = "python")]
 mod py_server;
 #[cfg(feature = "python")]

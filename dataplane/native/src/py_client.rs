@@ -19,8 +19,8 @@ use crate::client::{Channel, ChannelConfig, Compression, Keepalive, Pem, TlsSett
 
 /// One backend's gRPC channel.
 #[pyclass(name = "Channel", module = "dataplane._native", frozen)]
-struct PyChannel {
-    channel: Arc<Channel>,
+pub(crate) struct PyChannel {
+    pub(crate) channel: Arc<Channel>,
 }
 
 fn pem(file: Option<String>, inline: Option<String>) -> Pem {

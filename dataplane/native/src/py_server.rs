@@ -52,19 +52,19 @@ fn decompress<'py>(
 
 /// One request handed to Python.
 #[pyclass(name = "Call", module = "dataplane._native", frozen)]
-struct PyCall {
+pub(crate) struct PyCall {
     #[pyo3(get)]
-    id: u64,
+    pub(crate) id: u64,
     #[pyo3(get)]
-    signal: &'static str,
+    pub(crate) signal: &'static str,
     #[pyo3(get)]
-    transport: &'static str,
+    pub(crate) transport: &'static str,
     #[pyo3(get)]
     data: Py<PyBytes>,
     #[pyo3(get)]
     is_json: bool,
-    deadline: Option<Instant>,
-    reply: Mutex<Option<Reply>>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) reply: Mutex<Option<Reply>>,
 }
 
 #[pymethods]
@@ -139,8 +139,9 @@ impl Handler for PyHandler {
     }
 }
 
-/// `Receiver(kind, host, port, limit, budget, loop, on_request, on_cancel, on_refused)`:
-/// an OTLP receiver (`kind` "grpc" or "http") listening at once.
+/// `Receiver(kind, host, port, limit, budget, loop, on_request, on_cancel, on_refused,
+/// pipeline=None)`: an OTLP receiver (`kind` "grpc" or "http") listening at once. With a
+/// `pipeline`, requests are handled natively and only OTLP/JSON bodies reach `on_request`.
 #[pyclass(name = "Receiver", module = "dataplane._native")]
 struct PyReceiver {
     server: Server,
@@ -150,6 +151,7 @@ struct PyReceiver {
 #[pymethods]
 impl PyReceiver {
     #[new]
+    #[pyo3(signature = (kind, host, port, limit, budget, event_loop, on_request, on_cancel, on_refused, pipeline = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -162,6 +164,7 @@ impl PyReceiver {
         on_request: Py<PyAny>,
         on_cancel: Py<PyAny>,
         on_refused: Py<PyAny>,
+        pipeline: Option<&crate::py_pipeline::PyPipeline>,
     ) -> PyResult<Self> {
         let transport = match kind {
             "grpc" => Transport::Grpc,
@@ -175,12 +178,20 @@ impl PyReceiver {
             .map_err(|e| PyOSError::new_err(format!("cannot resolve {host}: {e}")))?
             .next()
             .ok_or_else(|| PyOSError::new_err(format!("cannot resolve {host}")))?;
-        let handler = Arc::new(PyHandler {
+        let python = Arc::new(PyHandler {
             event_loop: LoopHandle::new(event_loop)?,
             on_request,
             on_cancel,
             on_refused,
         });
+        // With the native pipeline, Python sees only OTLP/JSON bodies (it converts them).
+        let handler: Arc<dyn Handler> = match pipeline {
+            Some(p) => Arc::new(crate::pipeline::Router {
+                core: p.core.clone(),
+                json: python,
+            }),
+            None => python,
+        };
         let budget = budget.inner.clone();
         let server = py
             .detach(|| Server::start(transport, addr, limit, budget, handler))

@@ -39,8 +39,8 @@ create_exception!(
 /// unsigned integers of `itemsize` bytes (`array.tobytes()` of `Ring` cells). Immutable:
 /// swap the object to swap the ring.
 #[pyclass(name = "RingTable", module = "dataplane._native", frozen)]
-struct PyRingTable {
-    table: Table,
+pub(crate) struct PyRingTable {
+    pub(crate) table: std::sync::Arc<Table>,
 }
 
 #[pymethods]
@@ -59,7 +59,9 @@ impl PyRingTable {
             }
         };
         let table = Table::from_le_bytes(hash, cells, itemsize).map_err(PyValueError::new_err)?;
-        Ok(PyRingTable { table })
+        Ok(PyRingTable {
+            table: std::sync::Arc::new(table),
+        })
     }
 
     /// One more than the largest backend index.
@@ -218,6 +220,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_parts, m)?)?;
     crate::py_server::register(m)?;
     crate::py_client::register(m)?;
+    crate::py_pipeline::register(m)?;
     m.add("MalformedInput", m.py().get_type::<MalformedInput>())?;
     m.add("InvalidInput", m.py().get_type::<InvalidInput>())?;
     m.add("ItemTooLarge", m.py().get_type::<ItemTooLarge>())?;

@@ -89,6 +89,11 @@ impl Reply {
     pub fn send(self, answer: Answer) -> bool {
         self.0.send(answer).is_ok()
     }
+
+    /// Wait until the client is gone (its request was abandoned, or its deadline passed).
+    pub async fn closed(&mut self) {
+        self.0.closed().await;
+    }
 }
 
 /// A request that passed the transport's checks, decompressed.
@@ -117,7 +122,8 @@ pub struct Refusal {
     pub data: Option<Bytes>,
 }
 
-/// What to do with requests: Python today (`py_server`), a native router later.
+/// What to do with requests: the native pipeline's router (`pipeline::Router`), or Python
+/// (`py_server`, for OTLP/JSON bodies and data planes whose orchestration runs in Python).
 pub trait Handler: Send + Sync + 'static {
     /// Handle one request and answer through `request.reply`.
     fn request(&self, request: Request);
