@@ -82,6 +82,14 @@ class NativeBackend:
         self._seen_latency: list[int] = [0] * (len(_LATENCY_BUCKETS_MS) + 1)
         self._seen_latency_sum = 0.0
 
+    def declare(self, telemetry: Telemetry) -> None:
+        """Create its series at 0 (a scrape shows every backend from the start)."""
+        ep = self.endpoint
+        telemetry.backend_latency.labels(endpoint=ep)
+        telemetry.backend_outcome.labels(endpoint=ep, success="true")
+        telemetry.backend_outcome.labels(endpoint=ep, success="false")
+        self.refresh(telemetry)
+
     def refresh(self, telemetry: Telemetry, gauges: bool = True) -> None:
         """Copy what the native backend counted since the last call into the metrics."""
         exported, ok, failed, buckets, latency_sum = self.handle.counters()
@@ -189,7 +197,7 @@ class NativePipeline:
         )
         backend = NativeBackend(endpoint, handle)
         self._backends[endpoint] = backend
-        backend.refresh(self._telemetry)  # its series exist (at 0) from the start, as before
+        backend.declare(self._telemetry)
         return backend
 
     def set_route(self, ring: Ring | None, backends: Sequence[Any]) -> None:

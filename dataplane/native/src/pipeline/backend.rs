@@ -161,6 +161,13 @@ impl Backend {
         }
         self.queue.wait_idle().await;
         self.stop().await;
+        // Put by an admission that checked this backend just before it started leaving.
+        let late = self.queue.take_all();
+        if !late.is_empty() {
+            if let Some(core) = self.core.upgrade() {
+                core.reroute(late);
+            }
+        }
     }
 
     /// Stop the consumers (a batch one holds is counted as dropped: `shutdown`) and close.

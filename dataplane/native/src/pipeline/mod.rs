@@ -215,11 +215,8 @@ impl Core {
             .pop();
         let (mut splitter, mut split) = pooled.unwrap_or_else(|| {
             let key = self.cfg.keys[signal].unwrap_or(Key::Resource);
-            let seed = retry::Backoff::new(retry::RetryPolicy::default())
-                .next_delay()
-                .map_or(7, |d| d.as_nanos() as u64);
             (
-                Splitter::new(SIGNAL_KINDS[signal], key, seed),
+                Splitter::new(SIGNAL_KINDS[signal], key, retry::random_seed()),
                 Split::default(),
             )
         });
@@ -457,6 +454,11 @@ impl Core {
 
     fn enqueue(&self, parts: Vec<(Arc<Backend>, Vec<Batch>)>) {
         for (backend, chunks) in parts {
+            if backend.retiring() {
+                // Admitted while its owner started leaving: straight to the new owners.
+                self.reroute(chunks);
+                continue;
+            }
             for chunk in chunks {
                 backend.queue.put(chunk);
             }

@@ -50,17 +50,21 @@ pub struct Backoff {
     rng: u64,
 }
 
+/// A seed that differs per call (time and a counter): jitter and random routing need no more.
+pub fn random_seed() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    now ^ SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+}
+
 impl Backoff {
     pub fn new(policy: RetryPolicy) -> Backoff {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let rng = now ^ SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         Backoff {
             policy,
             interval: policy.initial_interval,
             elapsed: 0.0,
-            rng,
+            rng: random_seed(),
         }
     }
 
